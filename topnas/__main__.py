@@ -1,0 +1,5 @@
+import sys
+
+from topnas.platform.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""`topnas` command line: one root group, one module per noun (mlflow CLI style).
+
+Each noun module exposes ``register(subparsers)`` that adds its sub-commands and sets
+``func`` on the parsed namespace. Heavy imports (torch, ray, mlflow) happen inside the command
+functions so `topnas --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from topnas.errors import TopnasError
+
+# noun -> module under topnas.platform.cli
+NOUNS = ("model", "export", "data", "train", "latency", "sweep", "pareto", "promote", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="topnas",
+        description="Ray-distributed experiment and architecture search platform for TopFormer.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="noun", metavar="COMMAND")
+    for noun in NOUNS:
+        try:
+            module = importlib.import_module(f"topnas.platform.cli.{noun}")
+        except ModuleNotFoundError as exc:  # a noun not written yet
+            if exc.name == f"topnas.platform.cli.{noun}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except TopnasError as exc:
+        print(f"topnas {args.noun}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; everything already computed is kept on disk", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
