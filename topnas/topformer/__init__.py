@@ -1,0 +1,13 @@
+"""The TopFormer model family: exact official architecture, parameterised by one config."""
+from topnas.topformer.config import PRESETS, BlockSpec, TopFormerConfig, make_divisible, preset_config
+from topnas.topformer.model import TopFormer, TopFormerBackbone
+
+__all__ = [
+    "PRESETS",
+    "BlockSpec",
+    "TopFormer",
+    "TopFormerBackbone",
+    "TopFormerConfig",
+    "make_divisible",
+    "preset_config",
+]

@@ -1,0 +1,73 @@
+"""`topnas model summary`: per-stage shapes, params and MACs of a preset or a variant file."""
+from __future__ import annotations
+
+import argparse
+
+from topnas.errors import ConfigError
+
+
+def add_variant_args(p: argparse.ArgumentParser, shape_default: tuple[int, int] | None = None) -> None:
+    """Shared options: which variant (--preset or --variant) and at which input size."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--preset", help="official preset: tiny, small or base")
+    g.add_argument("--variant", help="variant YAML/JSON file (see `topnas model sample`)")
+    p.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"), default=shape_default,
+                   help="input size (default: the variant's own, 512 512 for presets)")
+    p.add_argument("--num-classes", type=int, default=None, help="override the number of classes")
+
+
+def resolve_variant(args: argparse.Namespace):
+    from topnas.search_spaces import Variant, preset_variant
+    from topnas.topformer import PRESETS
+
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise ConfigError("--preset", args.preset, sorted(PRESETS))
+        v = preset_variant(args.preset, num_classes=args.num_classes or 150)
+    else:
+        v = Variant.load(args.variant)
+        if args.num_classes:
+            v = Variant(v.model.replace(num_classes=args.num_classes), v.input_size, v.name)
+    if args.shape:
+        v = Variant(v.model, tuple(args.shape), v.name)
+    return v
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from topnas.topformer.summary import summarize
+
+    v = resolve_variant(args)
+    _, table = summarize(v.build(norm="BN"), v.input_size)
+    print(f"variant {v.id}" + (f" (preset {v.preset})" if v.preset else ""))
+    print(table)
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import random
+    from pathlib import Path
+
+    from topnas.search_spaces import SearchSpace, default_space
+
+    space = SearchSpace.from_yaml(args.space) if args.space else default_space()
+    rng = random.Random(args.seed)
+    out = Path(args.out)
+    for _ in range(args.n):
+        v = space.sample(rng)
+        path = v.save(out / f"{v.id}.yaml")
+        print(path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="inspect TopFormer variants")
+    msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = msub.add_parser("summary", help="per-stage shapes, params and MACs")
+    add_variant_args(s)
+    s.set_defaults(func=_summary)
+    s = msub.add_parser("sample", help="write random variants of a search space as YAML files")
+    s.add_argument("--space", help="search space YAML (default: the packaged default space)")
+    s.add_argument("-n", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=".", help="output folder")
+    s.set_defaults(func=_sample)
