@@ -1,0 +1,87 @@
+"""Fixture generator and `topnas data` CLI: layout, real JPEG/PNG, label range, determinism."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from topnas.errors import ConfigError
+from topnas.platform.cli import main
+from topnas.platform.data.fixture import fixture_class_names, render_sample, write_fixture
+
+ADE = "ADEChallengeData2016"
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_real_files_and_label_range(fixture_root: Path) -> None:
+    root = fixture_root / ADE
+    for split, prefix, n in (("training", "ADE_train", 6), ("validation", "ADE_val", 3)):
+        for i in range(1, n + 1):
+            img_path = root / "images" / split / f"{prefix}_{i:08d}.jpg"
+            seg_path = root / "annotations" / split / f"{prefix}_{i:08d}.png"
+            with Image.open(img_path) as im:
+                assert im.format == "JPEG" and im.mode == "RGB" and im.size == (64, 48)
+            with Image.open(seg_path) as lb:
+                assert lb.format == "PNG" and lb.mode == "L"
+                label = np.array(lb)
+            assert label.shape == (48, 64) and label.max() <= 5  # raw 0 (other), 1..K
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["num_classes"] == 5 and meta["classes"] == fixture_class_names(5)
+    assert meta["reduce_zero_label"] is True
+
+
+def test_classes_appear_and_other_is_used() -> None:
+    seen: set[int] = set()
+    for i in range(40):
+        _, label = render_sample(6, (48, 64), np.random.default_rng([0, 0, i]))
+        seen |= set(np.unique(label).tolist())
+    assert seen == set(range(0, 7))  # every object class, background and some "other" (0) pixels
+
+
+def test_deterministic_per_seed(tmp_path: Path) -> None:
+    a = write_fixture(tmp_path / "a", num_classes=4, train=3, val=2, size=(32, 40), seed=5)
+    b = write_fixture(tmp_path / "b", num_classes=4, train=3, val=2, size=(32, 40), seed=5)
+    c = write_fixture(tmp_path / "c", num_classes=4, train=3, val=2, size=(32, 40), seed=6)
+    fa, fb, fc = _files(a), _files(b), _files(c)
+    assert fa == fb
+    assert fa.keys() == fc.keys() and fa != fc
+    d = write_fixture(tmp_path / "d", num_classes=4, train=1, val=1, size=(32, 40), seed=5)
+    name = "images/training/ADE_train_00000001.jpg"
+    assert _files(d)[name] == fa[name]  # an image does not depend on how many are written
+
+
+def test_refuses_overwrite_and_bad_args(tmp_path: Path) -> None:
+    write_fixture(tmp_path, num_classes=3, train=1, val=1, size=(16, 16))
+    with pytest.raises(ConfigError, match="--force"):
+        write_fixture(tmp_path, num_classes=3, train=1, val=1, size=(16, 16))
+    write_fixture(tmp_path, num_classes=3, train=2, val=1, size=(16, 16), overwrite=True)
+    assert len(list((tmp_path / ADE / "images" / "training").iterdir())) == 2
+    other = tmp_path / "real"
+    (other / ADE / "images").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="did not write"):
+        write_fixture(other, overwrite=True)
+    with pytest.raises(ConfigError, match="classes"):
+        write_fixture(tmp_path / "x", num_classes=1)
+    with pytest.raises(ConfigError, match="size"):
+        write_fixture(tmp_path / "x", size=(8, 300))
+
+
+def test_cli_fixture_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    rc = main(["data", "fixture", "--out", str(out), "--classes", "4", "--train", "3", "--val", "2",
+               "--size", "33", "47", "--seed", "2"])
+    assert rc == 0
+    with Image.open(out / ADE / "images" / "validation" / "ADE_val_00000002.jpg") as im:
+        assert im.size == (47, 33)
+    assert main(["data", "check", "--root", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "4 classes" in text and "training: 3 image/label pairs" in text and "validation: 2" in text
+    (out / ADE / "annotations" / "training" / "ADE_train_00000001.png").unlink()
+    assert main(["data", "check", "--root", str(out), "--quick"]) == 2
+    assert "ADE_train_00000001" in capsys.readouterr().err
