@@ -108,7 +108,7 @@ def test_unknown_model_key_and_token_stride_too_large():
     with pytest.raises(ConfigError, match="variant.model.heads"):
         Variant.from_dict({"preset": "tiny", "model": {"heads": 4}})
     with pytest.raises(ConfigError) as err:
-        Variant.from_dict({"preset": "tiny", "input_size": [96, 96], "model": {"c2t_stride": 4}})
+        Variant.from_dict({"preset": "tiny", "input_size": [64, 64], "model": {"c2t_stride": 4}})
     assert err.value.field == "c2t_stride" and err.value.allowed == [1]
     with pytest.raises(ConfigError, match="preset"):
         Variant.from_dict({"preset": "huge"})

@@ -88,8 +88,12 @@ def pick_core(core: int | None) -> int:
     return core
 
 
-def time_session(session, input_size: Sequence[int], runs: int, warmup: int) -> list[float]:
-    """Run `warmup` untimed then `runs` timed inferences; returns the timed runs in ms."""
+def time_session(session, input_size: Sequence[int], runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Run `warmup` untimed then `runs` timed inferences; returns (wall ms, thread CPU ms) per run.
+
+    With one intra-op thread ONNX Runtime computes on the calling thread, so the thread's CPU time
+    is the inference's compute time even when another process preempts the core (shared hosts).
+    """
     import numpy as np
 
     if runs < 1 or warmup < 0:
@@ -98,12 +102,15 @@ def time_session(session, input_size: Sequence[int], runs: int, warmup: int) -> 
     feed = {"input": x}
     for _ in range(warmup):
         session.run(["output"], feed)
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
+        c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         session.run(["output"], feed)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return times
+        t1 = time.perf_counter_ns()
+        cpu.append((time.thread_time_ns() - c0) / 1e6)
+        wall.append((t1 - t0) / 1e6)
+    return wall, cpu
 
 
 def _sha256(path: Path) -> str:
@@ -182,7 +189,7 @@ def measure_local(
                 model = export_cached(v, model_dir)
                 info = host_info(core)
                 sess = onnx_session(model, intra_threads=intra_threads, inter_threads=inter_threads)
-                times = time_session(sess, v.input_size, runs, warmup)
+                times, cpu = time_session(sess, v.input_size, runs, warmup)
                 del sess
                 after = host_info(core)
                 row = {
@@ -198,6 +205,8 @@ def measure_local(
                     "mean_ms": round(statistics.fmean(times), 4), "min_ms": round(min(times), 4),
                     "std_ms": round(statistics.pstdev(times), 4) if len(times) > 1 else 0.0,
                     "times_ms": ";".join(f"{t:.3f}" for t in times),
+                    "cpu_median_ms": round(statistics.median(cpu), 4), "cpu_min_ms": round(min(cpu), 4),
+                    "cpu_times_ms": ";".join(f"{t:.3f}" for t in cpu),
                     "load_avg_1m": round(os.getloadavg()[0], 2), "model_sha256": _sha256(model),
                     "hostname": info["hostname"],
                     "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -206,8 +215,57 @@ def measure_local(
                 append_row(out, row)
                 written += 1
                 say(f"pass {p} [{i + 1}/{len(todo)}] {v.id} {v.input_size[0]}x{v.input_size[1]}: "
-                    f"median {row['median_ms']:.2f} ms (min {row['min_ms']:.2f}, std {row['std_ms']:.2f})")
+                    f"median {row['median_ms']:.2f} ms (min {row['min_ms']:.2f}, std {row['std_ms']:.2f}, "
+                    f"cpu median {row['cpu_median_ms']:.2f})")
     finally:
         os.sched_setaffinity(0, previous_affinity)
         torch.set_num_threads(torch_threads)
     return written
+
+
+def calibration_variants(space=None, n: int = 0, seed: int = 0, presets: bool = True,
+                         corners: bool = True) -> list[Any]:
+    """The variants of a calibration set: official presets at every input size of the space, the
+    smallest and largest point of the space, then `n` random points (seeded), without duplicates.
+    """
+    import random
+
+    from topnas.search_spaces import default_space, preset_variant
+    from topnas.topformer import PRESETS
+
+    space = space or default_space()
+    out: dict[str, Any] = {}
+    if presets:
+        for size in space.input_sizes:
+            for name in PRESETS:
+                v = preset_variant(name, tuple(size), num_classes=space.num_classes)
+                if space.contains(v):
+                    out.setdefault(v.id, v)
+    if corners:
+        dims = space.parameters()
+        for pick, size_pick in ((0, 0), (-1, -1)):
+            point = {}
+            for k, choices in dims.items():
+                if k == "input_size":
+                    point[k] = sorted(choices, key=lambda s: int(s.split("x")[0]))[size_pick]
+                elif k == "transformer.c2t_stride":
+                    point[k] = sorted(choices)[-1 - pick] if pick == 0 else sorted(choices)[0]
+                elif k == "head.is_dw":
+                    point[k] = pick == 0
+                elif all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+                    point[k] = sorted(choices)[pick]
+                else:
+                    point[k] = choices[0]
+            try:
+                v = space.build(point)
+            except ConfigError:
+                continue
+            out.setdefault(v.id, v)
+    rng = random.Random(seed)
+    target = len(out) + n
+    tries = 0
+    while len(out) < target and tries < 100 * max(n, 1):
+        v = space.sample(rng)
+        out.setdefault(v.id, v)
+        tries += 1
+    return list(out.values())

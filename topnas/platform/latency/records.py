@@ -74,6 +74,9 @@ COLUMNS: dict[str, str] = {
     "min_ms": "fastest timed run",
     "std_ms": "standard deviation of the timed runs (NaN when only an average is known)",
     "times_ms": "the timed runs, ';'-separated (empty when the runtime reports only aggregates)",
+    "cpu_median_ms": "median CPU time of the benchmark thread per run (local only; immune to preemption)",
+    "cpu_min_ms": "smallest per-run CPU time of the benchmark thread",
+    "cpu_times_ms": "per-run CPU times of the benchmark thread, ';'-separated",
     "load_avg_1m": "1-minute load average of the host at the end of the pass (noise indicator)",
     "model_sha256": "sha256 of the benchmarked model file (first 16 hex digits)",
     "hostname": "machine / adb serial",
@@ -81,12 +84,13 @@ COLUMNS: dict[str, str] = {
     "source": "how the row was produced (topnas version, figure reference, ...)",
 }
 REQUIRED_COLUMNS = ("variant_id", "input_h", "input_w", "variant_json", "device", "runtime", "median_ms")
-STATS = ("median_ms", "mean_ms", "min_ms")
+STATS = ("median_ms", "mean_ms", "min_ms", "cpu_median_ms", "cpu_min_ms")
 # A fit is only meaningful on one measurement target: these must hold a single value per file.
 TARGET_COLUMNS = ("device", "cpu_model", "runtime", "runtime_version", "intra_threads", "inter_threads")
 _NUMERIC = ("input_h", "input_w", "pass_index", "core_id", "temp_before_c", "temp_after_c", "intra_threads",
-            "inter_threads", "n_warmup", "n_runs", "median_ms", "mean_ms", "min_ms", "std_ms", "load_avg_1m")
-_LATENCY = ("median_ms", "mean_ms", "min_ms")
+            "inter_threads", "n_warmup", "n_runs", "median_ms", "mean_ms", "min_ms", "std_ms", "load_avg_1m",
+            "cpu_median_ms", "cpu_min_ms")
+_LATENCY = ("median_ms", "mean_ms", "min_ms", "cpu_median_ms", "cpu_min_ms")
 _PUBLISHED_COLUMNS = ("model", "input_h", "input_w", "device", "soc", "cpu_cores_used", "runtime", "latency_ms")
 
 
@@ -182,7 +186,8 @@ def read_calibration(path: str | os.PathLike[str], validate_variants: bool = Tru
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, dtype={"variant_id": str, "governor": str, "governor_after": str,
-                                          "runtime_version": str, "times_ms": str, "variant_name": str})
+                                          "runtime_version": str, "times_ms": str, "variant_name": str,
+                                          "cpu_times_ms": str})
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
         raise CalibrationError("calibration file", str(path), "a readable CSV/Parquet file", hint=str(exc)) from exc
     if df.empty:
@@ -216,7 +221,7 @@ def validate_frame(df, name: str = "calibration", validate_variants: bool = True
         df[col] = conv
     df["pass_index"] = df["pass_index"].fillna(0).astype(int)
     for col in ("variant_id", "variant_name", "device", "device_kind", "cpu_model", "governor", "governor_after",
-                "runtime", "runtime_version", "times_ms", "model_sha256", "hostname", "timestamp", "source",
+                "runtime", "runtime_version", "times_ms", "cpu_times_ms", "model_sha256", "hostname", "timestamp", "source",
                 "variant_json"):
         df[col] = df[col].fillna("").astype(str)
     for col in _LATENCY:
