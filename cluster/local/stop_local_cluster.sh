@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Stop the local cluster started by start_local_cluster.sh, node by node, by process id.
+#
+#   cluster/local/stop_local_cluster.sh [--state DIR] [--keep-logs] [--grace SECONDS]
+#
+# Each node is a `ray start --block` process leading its own session. SIGTERM to it makes Ray shut
+# that node down (raylet, GCS, dashboard, workers); whatever is still alive in that session after the
+# grace period gets SIGKILL, again by pid. Other Ray clusters on the machine are never touched
+# (no `ray stop`). The Ray temp folder is removed unless --keep-logs; node logs stay in <state>/*.log.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+state="${TOPNAS_HOME:-$repo/runs}/ray-local"
+keep_logs=0
+grace=30
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --state) state="$2"; shift 2 ;;
+    --keep-logs) keep_logs=1; shift ;;
+    --grace) grace="$2"; shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "stop_local_cluster: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ ! -d "$state" ]; then
+  echo "stop_local_cluster: no state folder $state; nothing to stop"
+  exit 0
+fi
+
+session_pids() {  # every pid whose session id is $1
+  ps -eo pid=,sid= | awk -v s="$1" '$2 == s && $1 != s { print $1 }'
+}
+
+is_ray_start() {  # guard against a recycled pid
+  local cmd
+  cmd="$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null || true)"
+  [[ "$cmd" == *ray* && "$cmd" == *start* ]]
+}
+
+stop_node() {  # pidfile
+  local pidfile="$1" pid name waited=0 left
+  pid="$(cat "$pidfile" 2>/dev/null || true)"
+  name="$(basename "$pidfile" .pid)"
+  rm -f "$pidfile"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  if kill -0 "$pid" 2>/dev/null && is_ray_start "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$grace" ]; do sleep 1; waited=$((waited + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  # Whatever the node left behind in its session (workers, agents): give it a moment, then SIGKILL.
+  for _ in 1 2 3 4 5; do
+    left="$(session_pids "$pid")"
+    [ -z "$left" ] && break
+    sleep 1
+  done
+  left="$(session_pids "$pid")"
+  if [ -n "$left" ]; then
+    # shellcheck disable=SC2086
+    kill -KILL $left 2>/dev/null || true
+  fi
+  echo "[cluster] stopped $name (pid $pid)"
+}
+
+shopt -s nullglob
+for pidfile in "$state"/worker*.pid; do stop_node "$pidfile"; done
+if [ -f "$state/head.pid" ]; then stop_node "$state/head.pid"; fi
+
+if [ -f "$state/ray_tmp" ]; then
+  ray_tmp="$(cat "$state/ray_tmp")"
+  if [ "$keep_logs" = 0 ] && [[ "$ray_tmp" == /tmp/topnas-ray.* ]]; then
+    rm -rf "$ray_tmp"
+    rm -f "$state/ray_tmp"
+  else
+    echo "[cluster] Ray session logs kept in $ray_tmp"
+  fi
+fi
+rm -f "$state/cluster.env" "$state/cluster.json"

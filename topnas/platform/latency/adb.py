@@ -1,0 +1,333 @@
+"""Measure variants on an Android phone over adb, in the TopFormer authors' protocol.
+
+Protocol (spec 5.1, design notes 15-16): export the latency graph to ONNX, convert it for the
+runtime (TNN: ``onnx2tnn`` through a configurable converter command; onnxruntime: the ONNX file
+itself), push model + benchmark binary (+ shared libraries) to the device, pin the benchmark to ONE
+big core with ``taskset``, record the cpufreq governor and the thermal-zone temperatures before and
+after, run warm-up + timed runs with one thread and parse the tool's timing output
+(:mod:`~topnas.platform.latency.parsers`). Transient adb failures (device offline, connection
+reset, ...) are retried with back-off; anything else fails with the command and its output.
+
+Rows go to the same calibration CSV schema as local runs (appended, resumable). TNN reports only
+min / max / average: ``median_ms`` then holds the average (what the TopFormer figures report) and
+``times_ms`` / ``std_ms`` stay empty.
+
+Config (YAML ``adb:`` section or :class:`AdbConfig` fields)::
+
+    adb:
+      serial: 1a2b3c4d              # adb -s; required when several devices are attached
+      runtime: tnn                  # tnn | onnxruntime
+      benchmark_binary: build/TNNTest
+      libraries: [build/libTNN.so]
+      converter: "python3 tools/convert2tnn/converter.py onnx2tnn {onnx} -optimize -v=v3.0 -o {out_dir}"
+      core: null                    # null: the core with the highest cpuinfo_max_freq (a big core)
+      warmup: 5
+      runs: 20
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from topnas.errors import ConfigError, TopnasError, check_choice, check_keys
+from topnas.platform.latency.parsers import (
+    parse_max_freqs,
+    parse_ort_perf_test,
+    parse_temperatures,
+    pick_tnn,
+)
+from topnas.platform.latency.records import append_row, completed_keys
+
+__all__ = ["AdbConfig", "AdbDevice", "AdbError", "measure_adb", "RUNTIMES", "TRANSIENT_ERRORS"]
+
+log = logging.getLogger(__name__)
+RUNTIMES = ("tnn", "onnxruntime")
+TRANSIENT_ERRORS = (
+    "device offline", "no devices/emulators found", "device not found", "not found", "closed",
+    "protocol fault", "connection reset", "broken pipe", "device still authorizing", "cannot connect",
+    "transport", "timeout", "timed out",
+)
+
+
+class AdbError(TopnasError):
+    """An adb command failed (after retries for transient errors)."""
+
+
+@dataclass(frozen=True)
+class AdbConfig:
+    serial: str | None = None
+    adb: str = "adb"
+    runtime: str = "tnn"
+    runtime_version: str = ""
+    benchmark_binary: str = ""
+    libraries: tuple[str, ...] = ()
+    converter: str = ""
+    remote_dir: str = "/data/local/tmp/topnas"
+    core: int | None = None
+    warmup: int = 5
+    runs: int = 20
+    threads: int = 1
+    retries: int = 3
+    retry_delay_s: float = 1.0
+    timeout_s: float = 600.0
+    device_name: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("adb.runtime", self.runtime, RUNTIMES)
+        if self.warmup < 0 or self.runs < 1:
+            raise ConfigError("adb.runs", (self.warmup, self.runs), "warmup >= 0 and runs >= 1")
+        if self.retries < 0:
+            raise ConfigError("adb.retries", self.retries, "an int >= 0")
+        if not self.benchmark_binary:
+            raise ConfigError("adb.benchmark_binary", self.benchmark_binary,
+                              "a local path to TNNTest or onnxruntime_perf_test built for the device")
+        if self.runtime == "tnn" and not self.converter:
+            raise ConfigError("adb.converter", self.converter,
+                              "a command template with {onnx} and {out_dir} that writes .tnnproto/.tnnmodel")
+        object.__setattr__(self, "libraries", tuple(self.libraries))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AdbConfig":
+        if "adb" in data and isinstance(data["adb"], Mapping):
+            data = data["adb"]
+        check_keys("adb", data, [f.name for f in dataclasses.fields(cls)])
+        return cls(**dict(data))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> "AdbConfig":
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("adb config", str(path), "an existing YAML file")
+        return cls.from_dict(yaml.safe_load(p.read_text()) or {})
+
+
+@dataclass
+class AdbDevice:
+    """One attached device, driven through the ``adb`` executable on PATH (or ``config.adb``)."""
+
+    config: AdbConfig
+    sleep: Callable[[float], None] = time.sleep
+    _core: int | None = field(default=None, init=False)
+
+    # ------------------------------------------------------------------ raw adb
+    def _base(self) -> list[str]:
+        cmd = [self.config.adb]
+        if self.config.serial:
+            cmd += ["-s", self.config.serial]
+        return cmd
+
+    def run(self, *args: str, check: bool = True) -> str:
+        """``adb [-s serial] args...``, retrying transient failures; returns stdout + stderr."""
+        cmd = self._base() + list(args)
+        attempts = self.config.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.config.timeout_s, check=False)
+                text = (proc.stdout or "") + (proc.stderr or "")
+                failed = proc.returncode != 0
+            except subprocess.TimeoutExpired as exc:
+                text, failed = f"timed out after {exc.timeout} s", True
+            except FileNotFoundError:
+                raise AdbError(f"adb executable {self.config.adb!r} not found; install platform-tools or set "
+                               "adb.adb to its path") from None
+            transient = failed and any(t in text.lower() for t in TRANSIENT_ERRORS)
+            if not failed or not check:
+                return text
+            if not transient or attempt == attempts:
+                raise AdbError(f"`{shlex.join(cmd)}` failed (attempt {attempt}/{attempts}):\n{text.strip()[-2000:]}")
+            delay = self.config.retry_delay_s * 2 ** (attempt - 1)
+            log.warning("transient adb error (%s); retry %d/%d in %.1f s", text.strip()[:120], attempt,
+                        attempts - 1, delay)
+            self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def shell(self, command: str, check: bool = True) -> str:
+        return self.run("shell", command, check=check)
+
+    # ------------------------------------------------------------------ device state
+    def check_attached(self) -> None:
+        out = self.run_plain("devices")
+        states = {}
+        for line in out.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2:
+                states[parts[0]] = parts[1]
+        serial = self.config.serial
+        if serial is None:
+            ready = [s for s, st in states.items() if st == "device"]
+            if len(ready) != 1:
+                raise ConfigError("adb.serial", None, sorted(states) or ["<no device attached>"],
+                                  hint="exactly one device must be attached when no serial is given")
+            return
+        if states.get(serial) != "device":
+            raise ConfigError("adb.serial", serial, sorted(s for s, st in states.items() if st == "device")
+                              or ["<no device attached>"], hint=f"state: {states.get(serial, 'not attached')}")
+
+    def run_plain(self, *args: str) -> str:
+        """adb without ``-s`` (for ``devices``)."""
+        saved = self.config
+        self.config = dataclasses.replace(saved, serial=None)
+        try:
+            return self.run(*args)
+        finally:
+            self.config = saved
+
+    def getprop(self, name: str) -> str:
+        return self.shell(f"getprop {name}").strip()
+
+    def soc(self) -> str:
+        for prop in ("ro.soc.model", "ro.board.platform", "ro.hardware"):
+            v = self.getprop(prop)
+            if v:
+                return v
+        return "unknown"
+
+    def big_core(self) -> int:
+        if self.config.core is not None:
+            return self.config.core
+        if self._core is None:
+            out = self.shell("for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do "
+                             "c=${f#/sys/devices/system/cpu/cpu}; echo cpu${c%%/*}:$(cat $f); done", check=False)
+            freqs = parse_max_freqs(out)
+            if not freqs:
+                raise AdbError(f"could not read cpuinfo_max_freq on the device; set adb.core. Output:\n{out[-500:]}")
+            top = max(freqs.values())
+            self._core = max(c for c, f in freqs.items() if f == top)  # the last (prime) core of the fastest
+        return self._core
+
+    def governor(self, core: int) -> str:
+        return self.shell(f"cat /sys/devices/system/cpu/cpu{core}/cpufreq/scaling_governor", check=False).strip()
+
+    def max_temperature(self) -> float:
+        temps = parse_temperatures(self.shell("cat /sys/class/thermal/thermal_zone*/temp", check=False))
+        return max(temps) if temps else float("nan")
+
+    # ------------------------------------------------------------------ files
+    def push(self, local: str | os.PathLike[str], remote: str) -> None:
+        if not Path(local).exists():
+            raise ConfigError("adb push", str(local), "an existing local file")
+        self.run("push", os.fspath(local), remote)
+
+    def prepare(self) -> str:
+        """Create the remote folder and push the benchmark binary + libraries; returns the binary path."""
+        rd = self.config.remote_dir
+        self.shell(f"mkdir -p {shlex.quote(rd)}")
+        for lib in self.config.libraries:
+            self.push(lib, f"{rd}/{Path(lib).name}")
+        binary = f"{rd}/{Path(self.config.benchmark_binary).name}"
+        self.push(self.config.benchmark_binary, binary)
+        self.shell(f"chmod 755 {shlex.quote(binary)}")
+        return binary
+
+    # ------------------------------------------------------------------ benchmark
+    def benchmark_command(self, binary: str, model_files: Sequence[str], core: int, input_size: Sequence[int]) -> str:
+        c = self.config
+        mask = format(1 << core, "x")
+        env = f"LD_LIBRARY_PATH={shlex.quote(c.remote_dir)}"
+        if c.runtime == "tnn":
+            proto = next(f for f in model_files if f.endswith(".tnnproto"))
+            args = (f"-mt TNN -mp {shlex.quote(proto)} -dt ARM -th {c.threads} -wc {c.warmup} -ic {c.runs} "
+                    f"-is input:1,3,{input_size[0]},{input_size[1]}")
+        else:
+            args = f"-e cpu -m times -r {c.runs} -x {c.threads} -y 1 -I {shlex.quote(model_files[0])}"
+        return f"{env} taskset {mask} {shlex.quote(binary)} {args}"
+
+    def parse(self, text: str, model_files: Sequence[str]) -> dict[str, float]:
+        if self.config.runtime == "tnn":
+            r = pick_tnn(text, "ARM", Path(model_files[0]).name)
+            return {"median_ms": r.avg_ms, "mean_ms": r.avg_ms, "min_ms": r.min_ms}
+        o = parse_ort_perf_test(text)
+        return {"median_ms": o.p50_ms if o.p50_ms is not None else o.avg_ms, "mean_ms": o.avg_ms,
+                "min_ms": o.min_ms if o.min_ms is not None else float("nan")}
+
+
+def _convert(config: AdbConfig, onnx: Path) -> list[Path]:
+    """Runtime model files for `onnx` (TNN: run the converter once per model and cache)."""
+    if config.runtime == "onnxruntime":
+        return [onnx]
+    out_dir = onnx.with_suffix("").with_name(onnx.stem + "_tnn")
+    found = sorted(out_dir.glob("*.tnnproto")) + sorted(out_dir.glob("*.tnnmodel"))
+    if len(found) < 2:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cmd = config.converter.format(onnx=shlex.quote(str(onnx)), out_dir=shlex.quote(str(out_dir)))
+        proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+        found = sorted(out_dir.glob("*.tnnproto")) + sorted(out_dir.glob("*.tnnmodel"))
+        if proc.returncode != 0 or len(found) < 2:
+            raise AdbError(f"TNN conversion `{cmd}` failed (rc {proc.returncode}); it must write a .tnnproto and a "
+                           f".tnnmodel into {out_dir}:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return found
+
+
+def measure_adb(
+    variants: Iterable[Any],
+    out: str | os.PathLike[str],
+    config: AdbConfig,
+    *,
+    passes: int = 1,
+    model_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    device: AdbDevice | None = None,
+) -> int:
+    """Measure every variant on the phone; one CSV row per (variant, pass); resumes like measure_local."""
+    from topnas.platform.latency.measure_local import _sha256, export_cached
+
+    out = Path(out)
+    if passes < 1:
+        raise ConfigError("passes", passes, "an int >= 1")
+    unique: dict[str, Any] = {}
+    for v in variants:
+        unique.setdefault(v.id, v)
+    order = list(unique.values())
+    model_dir = Path(model_dir) if model_dir else out.with_name(out.stem + "_models")
+    dev = device or AdbDevice(config)
+    say = progress or log.info
+    dev.check_attached()
+    binary = dev.prepare()
+    core = dev.big_core()
+    soc = dev.soc()
+    model_name = dev.getprop("ro.product.model")
+    device_label = config.device_name or soc
+    written = 0
+    for p in range(passes):
+        done = completed_keys(out)
+        todo = [v for v in (order if p % 2 == 0 else order[::-1]) if (v.id, p) not in done]
+        say(f"pass {p}: {len(todo)} to measure on {device_label} ({model_name}), core {core}")
+        for i, v in enumerate(todo):
+            local_files = _convert(config, export_cached(v, model_dir))
+            remote = []
+            for f in local_files:
+                r = f"{config.remote_dir}/{f.name}"
+                dev.push(f, r)
+                remote.append(r)
+            gov, temp = dev.governor(core), dev.max_temperature()
+            text = dev.shell(dev.benchmark_command(binary, remote, core, v.input_size))
+            stats = dev.parse(text, remote)
+            gov_after, temp_after = dev.governor(core), dev.max_temperature()
+            dev.shell("rm -f " + " ".join(shlex.quote(r) for r in remote), check=False)
+            row = {
+                "variant_id": v.id, "variant_name": v.name or (v.preset or ""), "input_h": v.input_size[0],
+                "input_w": v.input_size[1], "variant_json": v.to_json(), "pass_index": p, "device": device_label,
+                "device_kind": "adb", "cpu_model": soc, "core_id": core, "governor": gov, "governor_after": gov_after,
+                "temp_before_c": temp, "temp_after_c": temp_after, "runtime": config.runtime,
+                "runtime_version": config.runtime_version, "intra_threads": config.threads, "inter_threads": 1,
+                "n_warmup": config.warmup if config.runtime == "tnn" else 1, "n_runs": config.runs,
+                **{k: round(val, 4) for k, val in stats.items()},
+                "hostname": config.serial or model_name, "model_sha256": _sha256(local_files[-1]),
+                "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "source": f"topnas measure_adb ({model_name}; {Path(config.benchmark_binary).name})",
+            }
+            append_row(out, row)
+            written += 1
+            say(f"pass {p} [{i + 1}/{len(todo)}] {v.id}: {stats['median_ms']:.2f} ms "
+                f"(governor {gov}, {temp:.1f} -> {temp_after:.1f} C)")
+    return written

@@ -1,0 +1,357 @@
+"""A variant's latency graph cut into kernels (nn-Meter style), with shapes, MACs and bytes moved.
+
+Two ways to get the same list:
+
+* :func:`extract_kernels` TAKES IT FROM THE MODEL: it builds the variant, folds BatchNorm and
+  switches the backbone to its exportable path (exactly what :func:`~topnas.topformer.export.export_onnx`
+  exports), runs one forward pass at the variant's input size under a ``TorchFunctionMode`` and
+  records every torch function call that becomes a runtime kernel. An activation applied directly to
+  a convolution's output is fused into it (conv-bias-act is one kernel in ONNX Runtime and TNN).
+* :func:`kernels_from_config` derives the same list analytically from the config, in microseconds
+  and without torch, for the predictor (it runs inside the sampler). ``tests/platform/latency``
+  checks the two are identical on presets and sampled variants, so the fast path cannot drift from
+  the model code unnoticed.
+
+Kernel types (:data:`KERNEL_TYPES`): ``conv1x1`` (pointwise), ``dwconv`` (k x k depthwise),
+``conv`` (dense k x k), ``matmul`` (attention q.k and attn.v), ``softmax``, ``pool`` (average
+pooling, including the exportable pooling written as constant matmuls), ``resize`` (bilinear),
+``elementwise`` (add, mul, div, stand-alone activations), ``layout`` (transpose, concat, split).
+
+Cost fields, in the conventions of fvcore / spec section 4: ``macs`` = multiply-accumulates for
+convs and matmuls, 4 per output element for bilinear resize, 1 per input element for pooling, 1 per
+output element for element-wise ops and softmax, 0 for layout; ``bytes`` = float32 bytes read and
+written (inputs + output + weights and bias).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Sequence
+
+__all__ = ["KERNEL_TYPES", "Kernel", "extract_kernels", "kernels_from_config", "kernel_summary", "signature"]
+
+KERNEL_TYPES = ("conv1x1", "dwconv", "conv", "matmul", "softmax", "pool", "resize", "elementwise", "layout")
+FLOAT_BYTES = 4
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    """One runtime kernel of the latency graph."""
+
+    type: str
+    op: str
+    inputs: tuple[Shape, ...]
+    output: Shape
+    macs: int
+    bytes: int
+    kernel_size: int = 0
+    stride: int = 1
+    act: str = ""
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.type, self.op, self.inputs, self.output, self.macs, self.bytes, self.kernel_size,
+                self.stride, self.act)
+
+
+def signature(kernels: Iterable[Kernel]) -> list[tuple[Any, ...]]:
+    """Order-free comparable form of a kernel list."""
+    return sorted(k.key() for k in kernels)
+
+
+def kernel_summary(kernels: Iterable[Kernel]) -> dict[str, dict[str, int]]:
+    """Per type: count, total MACs, total bytes."""
+    out: dict[str, dict[str, int]] = {}
+    for k in kernels:
+        s = out.setdefault(k.type, {"count": 0, "macs": 0, "bytes": 0})
+        s["count"] += 1
+        s["macs"] += k.macs
+        s["bytes"] += k.bytes
+    return out
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+# ----------------------------------------------------------------------- kernel constructors
+def _conv(x: Shape, cout: int, k: int, stride: int, groups: int, act: str = "") -> Kernel:
+    _, cin, h, w = x
+    pad = k // 2
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    out = (1, cout, oh, ow)
+    weights = cout * (cin // groups) * k * k + cout  # every conv carries a bias once BN is folded
+    if groups == 1:
+        kind = "conv1x1" if k == 1 else "conv"
+    elif groups == cin == cout:
+        kind = "dwconv"
+    else:
+        kind = "conv"
+    macs = _numel(out) * (cin // groups) * k * k
+    return Kernel(kind, "conv2d", (x,), out, macs, FLOAT_BYTES * (_numel(x) + _numel(out) + weights), k, stride, act)
+
+
+def _eltwise(op: str, *inputs: Shape) -> Kernel:
+    out = inputs[0]
+    return Kernel("elementwise", op, tuple(inputs), out, _numel(out),
+                  FLOAT_BYTES * (sum(_numel(s) for s in inputs) + _numel(out)))
+
+
+def _matmul(a: Shape, b: Shape, kind: str = "matmul") -> Kernel:
+    batch = a[:-2] if len(a) >= len(b) else b[:-2]
+    out = (*batch, a[-2], b[-1])
+    macs = _numel(out) * a[-1]
+    return Kernel(kind, "matmul", (a, b), out, macs, FLOAT_BYTES * (_numel(a) + _numel(b) + _numel(out)))
+
+
+def _resize(x: Shape, size: Sequence[int]) -> Kernel:
+    out = (*x[:2], *size)
+    return Kernel("resize", "interpolate", (x,), out, 4 * _numel(out), FLOAT_BYTES * (_numel(x) + _numel(out)))
+
+
+def _avg_pool(x: Shape, kernel: Sequence[int]) -> Kernel:
+    out = (*x[:2], x[2] // kernel[0], x[3] // kernel[1])
+    return Kernel("pool", "avg_pool2d", (x,), out, _numel(x), FLOAT_BYTES * (_numel(x) + _numel(out)),
+                  int(kernel[0]), int(kernel[0]))
+
+
+def _layout(op: str, inputs: Sequence[Shape], out: Shape) -> Kernel:
+    return Kernel("layout", op, tuple(inputs), out, 0,
+                  FLOAT_BYTES * (sum(_numel(s) for s in inputs) + _numel(out)))
+
+
+def _permute(x: Shape, dims: Sequence[int]) -> Kernel:
+    return _layout("permute", (x,), tuple(x[d] for d in dims))
+
+
+# ----------------------------------------------------------------------- analytic (fast) path
+def kernels_from_config(variant: Any) -> tuple[Kernel, ...]:
+    """The kernel list of `variant` derived from its config (no torch). Cached by variant id."""
+    return _kernels_cached(variant.id, variant)
+
+
+@lru_cache(maxsize=4096)
+def _kernels_cached(_vid: str, variant: Any) -> tuple[Kernel, ...]:
+    return tuple(_analytic(variant.model, variant.input_size))
+
+
+def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
+    from topnas.topformer.config import make_divisible
+
+    ks: list[Kernel] = []
+    add = ks.append
+
+    def conv(x: Shape, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: str = "") -> Shape:
+        kern = _conv(x, cout, k, stride, groups, act)
+        add(kern)
+        return kern.output
+
+    def hsigmoid(x: Shape) -> None:
+        add(_eltwise("add", x))
+        add(_eltwise("relu6", x))
+        add(_eltwise("div", x))
+
+    # token pyramid
+    x: Shape = (1, 3, *input_size)
+    x = conv(x, cfg.stem_channels, 3, 2, act="relu")
+    taps: list[Shape] = []
+    cin = cfg.stem_channels
+    for i, b in enumerate(cfg.blocks):
+        cout = make_divisible(b.out_channels, 8)
+        hidden = int(round(cin * b.expand_ratio))
+        y = x
+        if b.expand_ratio != 1:
+            y = conv(y, hidden, act="relu")
+        y = conv(y, hidden, b.kernel, b.stride, groups=hidden, act="relu")
+        y = conv(y, cout)
+        if b.stride == 1 and cin == cout:
+            add(_eltwise("add", y, x))
+        x, cin = y, cout
+        if i in cfg.embed_out_indice:
+            taps.append(x)
+
+    # pyramid pool (exportable form: avg_pool2d where it divides, else two constant matmuls)
+    h, w = taps[-1][2:]
+    th, tw = (h - 1) // cfg.c2t_stride + 1, (w - 1) // cfg.c2t_stride + 1
+    pooled = []
+    for f in taps:
+        fh, fw = f[2:]
+        if fh % th == 0 and fw % tw == 0:
+            kern = _avg_pool(f, (fh // th, fw // tw))
+            add(kern)
+        else:
+            a = _matmul((th, fh), f, "pool")
+            add(a)
+            kern = _matmul(a.output, (fw, tw), "pool")
+            add(kern)
+        pooled.append(kern.output)
+    E = cfg.embed_dim
+    tok: Shape = (1, E, th, tw)
+    add(_layout("cat", pooled, tok))
+
+    # transformer
+    n = th * tw
+    nh, kd = cfg.num_heads, cfg.key_dim
+    d = int(cfg.attn_ratio * kd)
+    dh = d * nh
+    hid = int(E * cfg.mlp_ratio)
+    for _ in range(cfg.depths):
+        conv(tok, nh * kd)
+        add(_permute((1, nh, kd, n), (0, 1, 3, 2)))
+        conv(tok, nh * kd)
+        conv(tok, dh)
+        add(_permute((1, nh, d, n), (0, 1, 3, 2)))
+        qk = _matmul((1, nh, n, kd), (1, nh, kd, n))
+        add(qk)
+        add(Kernel("softmax", "softmax", (qk.output,), qk.output, _numel(qk.output), 2 * FLOAT_BYTES * _numel(qk.output)))
+        av = _matmul(qk.output, (1, nh, n, d))
+        add(av)
+        add(_permute(av.output, (0, 1, 3, 2)))
+        add(_eltwise("hardtanh", (1, dh, th, tw)))
+        conv((1, dh, th, tw), E)
+        add(_eltwise("add", tok, tok))
+        y = conv(tok, hid)
+        y = conv(y, hid, 3, 1, groups=hid, act="hardtanh")
+        conv(y, E)
+        add(_eltwise("add", tok, tok))
+    add(_layout("split", (tok,), tok))
+
+    # semantic injection
+    sims = []
+    for i in cfg.decode_out_indices:
+        local, c, oc = taps[i], cfg.channels[i], cfg.out_channels[i]
+        g: Shape = (1, c, th, tw)
+        size = local[2:]
+        kind = cfg.injection_type
+        if kind in ("muli_sum", "muli_sum_cbr"):
+            act = "relu" if kind == "muli_sum_cbr" else ""
+            lo = conv(local, oc, act=act)
+            ga = conv(g, oc)
+            hsigmoid(ga)
+            add(_resize(ga, size))
+            ge = conv(g, oc, act=act)
+            add(_resize(ge, size))
+            add(_eltwise("mul", lo, lo))
+            add(_eltwise("add", lo, lo))
+        else:  # fuse_sum / fuse_multi
+            g2 = conv(g, oc)
+            if kind == "fuse_multi":
+                hsigmoid(g2)
+            add(_resize(g2, size))
+            lo = conv(local, oc)
+            add(_eltwise("mul" if kind == "fuse_multi" else "add", lo, lo))
+        sims.append((1, oc, *size))
+
+    # head
+    x = sims[0]
+    for f in sims[1:]:
+        add(_resize(f, x[2:]))
+        add(_eltwise("add", x, x))
+    ch = cfg.head_channels
+    x = conv(x, ch, groups=ch if cfg.head_is_dw else 1, act="relu")
+    conv(x, cfg.num_classes)
+    return ks
+
+
+# ----------------------------------------------------------------------- traced (model) path
+_ACTS = {"relu": "relu", "relu6": "relu6", "hardtanh": "hardtanh", "clamp": "clamp", "sigmoid": "sigmoid"}
+_ELTWISE = {"add": "add", "__add__": "add", "__radd__": "add", "__iadd__": "add", "mul": "mul", "__mul__": "mul",
+            "__rmul__": "mul", "sub": "sub", "__sub__": "sub", "div": "div", "__truediv__": "div"}
+# Calls that are no runtime kernel: views, metadata, constants folded at export, eval-mode dropout.
+_FREE = {"reshape", "view", "flatten", "t", "contiguous", "zeros", "ones", "__setitem__", "__getitem__", "dim",
+         "size", "dropout", "dropout2d", "detach", "to", "__get__", "numel", "unbind", "expand", "squeeze",
+         "unsqueeze", "linspace", "item", "tolist", "float", "__len__", "__format__"}
+
+
+def extract_kernels(variant: Any, model: Any = None) -> list[Kernel]:
+    """Kernels of the variant's exported latency graph, recorded from one traced forward pass.
+
+    `model` (optional) is a built ``TopFormer`` for `variant`; by default ``variant.build(norm="BN")``.
+    Raises ``RuntimeError`` on a torch call it cannot classify, so a model change that adds an op
+    fails loudly instead of silently losing time from the predictor.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from topnas.topformer.export import fold_batchnorm
+
+    net = fold_batchnorm(model if model is not None else variant.build(norm="BN"))
+    net.backbone.exportable = True  # the graph export_onnx writes
+    kernels: list[Kernel] = []
+    conv_out: dict[int, int] = {}  # id(output tensor) -> index of the conv kernel that produced it
+    keep: list[Any] = []  # keep outputs alive so ids stay unique during the trace
+    unknown: list[str] = []
+
+    def shape(t: Any) -> Shape:
+        return tuple(int(s) for s in t.shape)
+
+    class Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            name = getattr(func, "__name__", "") or ""
+            if name == "__get__":
+                return out
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            if name == "conv2d":
+                x, wgt = args[0], args[1]
+                stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+                groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+                stride = stride[0] if isinstance(stride, (tuple, list)) else stride
+                k = _conv(shape(x), int(wgt.shape[0]), int(wgt.shape[-1]), int(stride), int(groups))
+                if k.output != shape(out):
+                    raise RuntimeError(f"conv shape rule broke: predicted {k.output}, model {shape(out)}")
+                kernels.append(k)
+                conv_out[id(out)] = len(kernels) - 1
+            elif name in _ACTS and tensors and id(tensors[0]) in conv_out:
+                i = conv_out.pop(id(tensors[0]))
+                c = kernels[i]
+                kernels[i] = Kernel(c.type, c.op, c.inputs, c.output, c.macs, c.bytes, c.kernel_size, c.stride,
+                                    _ACTS[name])
+            elif name in _ACTS:
+                kernels.append(_eltwise(_ACTS[name], shape(tensors[0])))
+            elif name in _ELTWISE:
+                kernels.append(_eltwise(_ELTWISE[name], *[shape(t) for t in tensors]))
+            elif name == "matmul":
+                a, b = shape(args[0]), shape(args[1])
+                kind = "matmul" if len(a) > 2 and len(b) > 2 else "pool"  # a constant 2-D operand: pooling
+                k = _matmul(a, b, kind)
+                if k.output != shape(out):
+                    raise RuntimeError(f"matmul shape rule broke: predicted {k.output}, model {shape(out)}")
+                kernels.append(k)
+            elif name == "softmax":
+                s = shape(out)
+                kernels.append(Kernel("softmax", "softmax", (s,), s, _numel(s), 2 * FLOAT_BYTES * _numel(s)))
+            elif name == "avg_pool2d":
+                ksz = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
+                ksz = tuple(ksz) if isinstance(ksz, (tuple, list)) else (ksz, ksz)
+                kernels.append(_avg_pool(shape(args[0]), ksz))
+            elif name == "adaptive_avg_pool2d":
+                x, o = shape(args[0]), shape(out)
+                kernels.append(Kernel("pool", "adaptive_avg_pool2d", (x,), o, _numel(x),
+                                      FLOAT_BYTES * (_numel(x) + _numel(o))))
+            elif name == "interpolate":
+                kernels.append(_resize(shape(args[0]), shape(out)[2:]))
+            elif name == "permute":
+                dims = args[1:] if len(args) > 2 else args[1]
+                kernels.append(_permute(shape(args[0]), tuple(dims)))
+            elif name == "cat":
+                kernels.append(_layout("cat", [shape(t) for t in args[0]], shape(out)))
+            elif name in ("split", "split_with_sizes", "chunk"):
+                kernels.append(_layout("split", (shape(args[0]),), shape(args[0])))
+            elif name in _FREE:
+                pass
+            else:
+                unknown.append(name)
+            if isinstance(out, torch.Tensor):
+                keep.append(out)
+            return out
+
+    x = torch.zeros(1, 3, *variant.input_size)
+    with torch.no_grad(), Recorder():
+        net(x)
+    if unknown:
+        raise RuntimeError(f"unclassified torch calls in the latency graph: {sorted(set(unknown))}; "
+                           "teach topnas.platform.latency.kernels about them")
+    return kernels

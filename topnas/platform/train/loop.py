@@ -1,0 +1,427 @@
+"""The per-worker training loop (one process per Ray Train worker, or one local process).
+
+:func:`run_loop` is the whole job as seen by one rank: build the variant, restore the latest
+checkpoint, then iterate ``start_iter .. max_iters`` with the official recipe; every
+``log_interval`` print a progress line (and log to MLflow on rank 0), every ``eval_interval``
+evaluate on the official test path with histograms all-reduced across ranks, every
+``checkpoint_interval`` write a checkpoint. ``ray.train.report`` is called only at evaluation /
+checkpoint iterations (each call is a barrier costing ~``report_poll_s``), and the last iteration
+always evaluates and checkpoints. Rank 0 then logs the final checkpoint and an ONNX export.
+
+The Ray specifics live in :class:`RaySession`; :class:`LocalSession` runs the same loop in one
+process without Ray (benchmarks, fast tests, debugging).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from topnas.platform.train.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    load_training_state,
+    restore_rng,
+    save_training_state,
+    unwrap,
+)
+from topnas.platform.train.config import TrainConfig
+from topnas.platform.train.loss import IGNORE_INDEX, seg_cross_entropy
+from topnas.platform.train.optim import build_optimizer
+from topnas.platform.train.sampling import IterationBatchSampler, SeededDataset
+from topnas.platform.train.schedule import apply_lr
+
+__all__ = [
+    "InjectedFault",
+    "LocalSession",
+    "RaySession",
+    "Session",
+    "TrainJob",
+    "evaluate",
+    "run_loop",
+    "train_loop_per_worker",
+]
+
+log = logging.getLogger(__name__)
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``fault_injection`` (tests only)."""
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What a worker needs besides the config: where the run lives and where to log."""
+
+    run_name: str
+    run_dir: str  # absolute: <storage_path>/<run_name>
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+
+
+# ----------------------------------------------------------------------------- sessions
+class Session(Protocol):
+    world_rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    def checkpoint_dir(self) -> contextlib.AbstractContextManager[str | None]: ...
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
+    def prepare_model(self, model: nn.Module, find_unused_parameters: bool) -> nn.Module: ...
+
+
+class RaySession:
+    """Inside a Ray Train worker: ranks from the train context, DDP through ``prepare_model``."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.world_rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.local_rank = ctx.get_local_rank()
+        self.device = ray.train.torch.get_device()
+
+    @contextlib.contextmanager
+    def checkpoint_dir(self) -> Iterator[str | None]:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            yield None
+            return
+        with ckpt.as_directory() as d:
+            yield d
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    def prepare_model(self, model: nn.Module, find_unused_parameters: bool) -> nn.Module:
+        import ray.train.torch
+
+        kwargs = {"find_unused_parameters": find_unused_parameters} if self.world_size > 1 else None
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
+
+
+class LocalSession:
+    """One process, no Ray: checkpoints are ``<directory>/checkpoint_<iteration>``; reports are kept."""
+
+    world_rank = 0
+    world_size = 1
+    local_rank = 0
+
+    def __init__(self, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> None:
+        self.directory = Path(directory).absolute()
+        self.device = torch.device(device)
+        self.reports: list[dict[str, Any]] = []
+
+    def latest_checkpoint(self) -> Path | None:
+        found = sorted(self.directory.glob("checkpoint_*"))
+        return found[-1] if found else None
+
+    @contextlib.contextmanager
+    def checkpoint_dir(self) -> Iterator[str | None]:
+        latest = self.latest_checkpoint()
+        yield str(latest) if latest else None
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        self.reports.append(dict(metrics))
+        if checkpoint_dir:
+            dst = self.directory / f"checkpoint_{int(metrics['iteration']):09d}"
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, dst)
+
+    def prepare_model(self, model: nn.Module, find_unused_parameters: bool) -> nn.Module:
+        return model.to(self.device)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train entry point: ``loop_config = {"config": TrainConfig, "job": TrainJob}``."""
+    _quiet_worker_logs()
+    return run_loop(loop_config["config"], loop_config["job"], RaySession())
+
+
+def _quiet_worker_logs() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("torch.onnx", "onnxscript", "torch.export", "alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------------------- the loop
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _all_reduce_mean(values: list[float], device: torch.device) -> list[float]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return (t / dist.get_world_size()).tolist()
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    return (f"{d}d " if d else "") + f"{h:d}:{m:02d}:{s:02d}"
+
+
+def _build_datasets(cfg: TrainConfig):
+    from topnas.platform.data import ADE20KDataset, build_eval_pipeline, build_train_pipeline
+
+    d = cfg.data
+    train_pipeline = build_train_pipeline(
+        crop_size=d.crop_size, img_scale=d.img_scale, ratio_range=d.ratio_range,
+        cat_max_ratio=d.cat_max_ratio, flip_prob=d.flip_prob, photometric=d.photometric,
+        ignore_index=IGNORE_INDEX, seed=cfg.runtime.seed,
+    )
+    eval_pipeline = build_eval_pipeline(img_scale=d.test_img_scale, size_divisor=d.size_divisor)
+    common = {"num_classes": cfg.model.num_classes, "reduce_zero_label": d.reduce_zero_label}
+    train = ADE20KDataset(d.root, d.train_split, train_pipeline, **common)
+    val = ADE20KDataset(d.root, d.val_split, eval_pipeline, **common)
+    return train, val
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, device: torch.device,
+             num_classes: int, max_samples: int | None = None, amp: bool = False) -> dict[str, Any]:
+    """Official single-scale whole-image test path; histograms summed over ranks (all_reduce).
+
+    Rank ``r`` evaluates images ``r, r + world_size, ...``; every rank must call this together.
+    """
+    from topnas.platform.data import IoUAccumulator, evaluate_logits_to_original
+
+    was_training = model.training
+    model.eval()
+    acc = IoUAccumulator(num_classes, IGNORE_INDEX, device=device)
+    n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    for i in range(rank, n, world_size):
+        sample = dataset[i]
+        img = sample["img"].unsqueeze(0).to(device)
+        label = sample["gt_semantic_seg"].to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            logits = model(img)
+        pred = evaluate_logits_to_original(logits.float(), orig_hw=label.shape[-2:], input_hw=img.shape[-2:])
+        acc.update(pred[0], label)
+    acc.all_reduce()
+    model.train(was_training)
+    return acc.summarize()
+
+
+def _maybe_inject_fault(cfg: TrainConfig, job: TrainJob, rank: int, iteration: int) -> None:
+    fault = cfg.fault_injection
+    if fault is None or fault.rank != rank or fault.at_iter != iteration:
+        return
+    marker = Path(fault.marker or Path(job.run_dir) / f"fault_injected_rank{rank}_iter{iteration}")
+    if marker.exists():
+        return  # fired on an earlier attempt
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{time.time()}\n")
+    raise InjectedFault(f"fault_injection: rank {rank} fails before iteration {iteration} (test only)")
+
+
+def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any]:
+    """Train one rank from the latest checkpoint to ``schedule.max_iters``; rank 0 returns a summary."""
+    rank, world, device = session.world_rank, session.world_size, session.device
+    rt, sched = cfg.runtime, cfg.schedule
+    use_cuda = device.type == "cuda"
+    amp = rt.amp and use_cuda
+    if use_cuda:
+        torch.backends.cudnn.benchmark = rt.cudnn_benchmark and not rt.deterministic
+    if rt.deterministic:
+        torch.backends.cudnn.deterministic = True
+
+    # Same initial weights on every rank (DDP broadcasts rank 0's anyway), then per-rank streams.
+    _seed(rt.seed)
+    variant, norm = cfg.variant, cfg.resolved_norm()
+    model = variant.build(norm="BN")
+    if cfg.model.pretrained:
+        from topnas.topformer.checkpoint import load_checkpoint
+
+        report = load_checkpoint(model, cfg.model.pretrained, verbose=False)
+        if rank == 0:
+            print(f"[train] pretrained {cfg.model.pretrained}: {report.summary().splitlines()[0]}", flush=True)
+    if norm == "SyncBN" and use_cuda:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    start_iter, rng_state = 0, None
+    with session.checkpoint_dir() as ckpt:
+        if ckpt is not None:
+            state = load_training_state(ckpt, rank=rank, model=model, optimizer=optimizer, scaler=scaler, cfg=cfg)
+            start_iter, rng_state = state.iteration, state.rng
+            if rank == 0:
+                print(f"[train] resumed {job.run_name} at iteration {start_iter}/{sched.max_iters} from {ckpt}",
+                      flush=True)
+    net = session.prepare_model(model, rt.find_unused_parameters)
+
+    from topnas.platform.data import seg_collate
+
+    train_ds, val_ds = _build_datasets(cfg)
+    sampler = IterationBatchSampler(len(train_ds), cfg.data.samples_per_gpu, rank, world, rt.seed,
+                                    start_iter, sched.max_iters)
+    loader = torch.utils.data.DataLoader(
+        SeededDataset(train_ds), batch_sampler=sampler, num_workers=cfg.data.workers_per_gpu,
+        collate_fn=seg_collate, pin_memory=use_cuda,
+    )
+    batches = iter(loader) if start_iter < sched.max_iters else iter(())  # draws from torch's RNG
+    # Per-rank generator streams start here: a resumed run continues the stream it checkpointed.
+    if rng_state is not None:
+        restore_rng(rng_state)
+    else:
+        _seed(rt.seed + rank + 1000 * start_iter)
+    logger = None
+    if rank == 0 and job.mlflow_run_id and job.tracking_uri:
+        from topnas.platform.train.tracker import RankZeroLogger
+
+        logger = RankZeroLogger(job.tracking_uri, job.mlflow_run_id)
+        dev_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
+        logger.tags({"topnas.device": f"{device.type}:{dev_name}" if use_cuda else "cpu", "topnas.norm": norm})
+
+    images_per_iter = cfg.data.samples_per_gpu * world
+    it = start_iter
+    loss_sum, loss_n = torch.zeros((), dtype=torch.float64), 0
+    tic, timed_iters = time.perf_counter(), 0
+    speed = float("nan")
+    last_eval: dict[str, float] = {}
+    interval_loss = float("nan")
+    lr = float("nan")
+    net.train()
+    for batch in batches:
+        _maybe_inject_fault(cfg, job, rank, it)
+        lr = apply_lr(optimizer, it, sched)
+        img = batch["img"].to(device, non_blocking=True)
+        label = batch["gt_semantic_seg"].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = net(img)
+        loss = seg_cross_entropy(logits, label)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach().double().cpu()
+        loss_n += 1
+        it += 1
+        timed_iters += 1
+
+        if it % rt.log_interval == 0 or it == sched.max_iters:
+            elapsed = time.perf_counter() - tic
+            interval_loss = _all_reduce_mean([float(loss_sum) / max(loss_n, 1)], device)[0]
+            speed = images_per_iter * timed_iters / elapsed if elapsed > 0 else float("nan")
+            eta = (sched.max_iters - it) * elapsed / timed_iters if timed_iters else float("nan")
+            if rank == 0:
+                print(f"[train] it {it}/{sched.max_iters} | loss {interval_loss:.4f} | lr {lr:.3e} | "
+                      f"{speed:.2f} img/s | eta {_format_eta(eta)}", flush=True)
+                if logger:
+                    logger.metrics({"loss": interval_loss, "lr": lr, "images_per_s": speed}, step=it)
+            loss_sum.zero_()
+            loss_n, timed_iters, tic = 0, 0, time.perf_counter()
+
+        do_eval = it % rt.eval_interval == 0 or it == sched.max_iters
+        do_ckpt = it % rt.checkpoint_interval == 0 or it == sched.max_iters
+        if do_eval:
+            t0 = time.perf_counter()
+            result = evaluate(unwrap(net), val_ds, rank=rank, world_size=world, device=device,
+                              num_classes=cfg.model.num_classes, max_samples=cfg.data.val_max_samples, amp=amp)
+            last_eval = {"val_mIoU": result["mIoU"], "val_mAcc": result["mAcc"], "val_aAcc": result["aAcc"]}
+            if rank == 0:
+                print(f"[eval] it {it}: mIoU {result['mIoU']:.4f} mAcc {result['mAcc']:.4f} "
+                      f"aAcc {result['aAcc']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+                if logger:
+                    logger.metrics(last_eval, step=it)
+                    if it == sched.max_iters:
+                        _log_per_class(logger, result, train_ds.class_names)
+        if do_eval or do_ckpt:
+            metrics = {"iteration": it, "loss": interval_loss, "lr": lr, "images_per_s": speed, **last_eval}
+            with _checkpoint_folder(do_ckpt) as folder:
+                if folder is not None:
+                    save_training_state(folder, rank=rank, world_size=world, model=net, optimizer=optimizer,
+                                        scaler=scaler, iteration=it, cfg=cfg, norm=norm, metrics=metrics)
+                session.report(metrics, folder)
+            tic, timed_iters = time.perf_counter(), 0  # keep eval/report time out of images/s
+            loss_sum.zero_()
+            loss_n = 0
+
+    summary = {"iteration": it, "start_iteration": start_iter, "loss": interval_loss, "lr": lr,
+               "images_per_s": speed, **last_eval}
+    if rank == 0 and logger is not None:
+        _log_final_artifacts(cfg, unwrap(net), optimizer, scaler, it, norm, world, logger)
+    return summary
+
+
+@contextlib.contextmanager
+def _checkpoint_folder(needed: bool) -> Iterator[str | None]:
+    if not needed:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="topnas_ckpt_")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _log_per_class(logger: Any, result: dict[str, Any], class_names: tuple[str, ...]) -> None:
+    rows = {name: {"IoU": iou, "Acc": acc} for name, iou, acc in
+            zip(class_names, result["IoU_per_class"], result["Acc_per_class"])}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "per_class.json"
+        path.write_text(json.dumps(rows, indent=2, default=lambda v: None) + "\n")
+        logger.artifact(path, "eval")
+
+
+def _log_final_artifacts(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+                         scaler: torch.amp.GradScaler, iteration: int, norm: str, world: int, logger: Any) -> None:
+    """Final weights (model.pt + state + config; the resumable checkpoint stays in Ray storage) and ONNX."""
+    with tempfile.TemporaryDirectory(prefix="topnas_final_") as tmp:
+        if cfg.tracking.log_checkpoint:
+            save_training_state(tmp, rank=0, world_size=world, model=model, optimizer=optimizer, scaler=scaler,
+                                iteration=iteration, cfg=cfg, norm=norm)
+            for name in (MODEL_FILE, STATE_FILE, CONFIG_FILE):
+                logger.artifact(Path(tmp) / name, "checkpoint")
+        if cfg.tracking.export_onnx:
+            t0 = time.perf_counter()
+            try:
+                from topnas.topformer.export import export_onnx
+
+                variant = cfg.variant
+                plain = variant.build(norm="BN")
+                plain.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                path = export_onnx(plain, Path(tmp) / f"{variant.id}.onnx", input_size=variant.input_size)
+            except Exception as exc:  # noqa: BLE001 - an export problem must not lose the training
+                log.warning("ONNX export failed: %s", exc)
+                logger.tags({"topnas.onnx_error": str(exc)[:500]})
+            else:
+                logger.artifact(path, "onnx")
+                logger.tags({"topnas.onnx_input_size": f"{variant.input_size[0]}x{variant.input_size[1]}"})
+                print(f"[train] ONNX export {variant.input_size[0]}x{variant.input_size[1]} logged "
+                      f"({time.perf_counter() - t0:.1f} s)", flush=True)
