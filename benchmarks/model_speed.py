@@ -35,11 +35,13 @@ def _official_model(name: str):
     src = os.environ.get("TOPNAS_OFFICIAL_TOPFORMER")
     if not src:
         return None
-    try:
-        from tests.topformer.official_loader import build_official  # written for the parity test
-    except Exception:  # pragma: no cover - optional
-        return None
-    return build_official(src, name)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.topformer.test_official_parity import _build_official, _load_official  # shims live there
+
+    return _build_official(_load_official(Path(src)), name).eval()
 
 
 def main() -> None:

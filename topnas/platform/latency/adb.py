@@ -30,6 +30,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -50,11 +51,13 @@ __all__ = ["AdbConfig", "AdbDevice", "AdbError", "measure_adb", "RUNTIMES", "TRA
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("tnn", "onnxruntime")
+# adb's own messages for a connection that may come back (USB hiccup, adbd restart, screen lock)
 TRANSIENT_ERRORS = (
-    "device offline", "no devices/emulators found", "device not found", "not found", "closed",
-    "protocol fault", "connection reset", "broken pipe", "device still authorizing", "cannot connect",
-    "transport", "timeout", "timed out",
+    r"device offline", r"no devices/emulators found", r"device '[^']*' not found", r"error: closed",
+    r"protocol fault", r"connection reset", r"broken pipe", r"device still authorizing", r"cannot connect",
+    r"timed out after",
 )
+_TRANSIENT = re.compile("|".join(TRANSIENT_ERRORS), re.IGNORECASE)
 
 
 class AdbError(TopnasError):
@@ -140,7 +143,7 @@ class AdbDevice:
             except FileNotFoundError:
                 raise AdbError(f"adb executable {self.config.adb!r} not found; install platform-tools or set "
                                "adb.adb to its path") from None
-            transient = failed and any(t in text.lower() for t in TRANSIENT_ERRORS)
+            transient = failed and bool(_TRANSIENT.search(text))
             if not failed or not check:
                 return text
             if not transient or attempt == attempts:

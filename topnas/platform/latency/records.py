@@ -223,7 +223,7 @@ def validate_frame(df, name: str = "calibration", validate_variants: bool = True
     for col in ("variant_id", "variant_name", "device", "device_kind", "cpu_model", "governor", "governor_after",
                 "runtime", "runtime_version", "times_ms", "cpu_times_ms", "model_sha256", "hostname", "timestamp", "source",
                 "variant_json"):
-        df[col] = df[col].fillna("").astype(str)
+        df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
     for col in _LATENCY:
         vals = df[col].to_numpy(dtype=float)
         present = ~np.isnan(vals) if col != "median_ms" else np.ones(len(vals), bool)
@@ -247,7 +247,7 @@ def validate_frame(df, name: str = "calibration", validate_variants: bool = True
                                "one row per (variant_id, pass_index)", hint="duplicated measurement")
     if validate_variants:
         _check_variants(df, name)
-    return df
+    return df[list(COLUMNS)]
 
 
 def _check_variants(df, name: str) -> None:

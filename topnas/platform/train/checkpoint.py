@@ -124,7 +124,7 @@ def save_training_state(
         "norm": norm,
         "world_size": world_size,
         "run_name": cfg.name,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     torch.save({"state_dict": state, "meta": meta}, out / MODEL_FILE)

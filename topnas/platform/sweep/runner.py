@@ -1,0 +1,320 @@
+"""``run_sweep``: checks, the sweep's MLflow parent run, then one Ray Tune experiment (new or restored).
+
+Sweep folder ``<runs>/sweeps/<name>/`` (``storage:`` moves ``<runs>/sweeps``)::
+
+    sweep.yaml          the resolved config (what --resume reads back)
+    search_space.yaml   the resolved search space
+    state.json          parent run id, experiment id, tracking URI, hypervolume reference, status
+    optuna.db           the Optuna study (SQLite, study name = sweep name; optuna-dashboard reads it)
+    trials.jsonl        the driver's record of every finished trial (records.py)
+    pareto/             pareto.csv, pareto_front.png, pareto_front.html, hypervolume.png (also on MLflow)
+    tune/               Ray Tune experiment state (tuner.pkl, experiment_state-*.json, searcher state, trials)
+    train/<trial>-<variant>/   each trial's Ray Train run: checkpoints, resumable
+
+Example::
+
+    from topnas.platform.sweep import load_sweep_config, run_sweep
+    result = run_sweep(load_sweep_config("experiments/sweep_demo_fixture.yaml"))
+    print(result.table())                    # the front, fastest first
+    run_sweep(load_saved_config("sweep_demo_fixture"), resume=True)   # after a crash / kill
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import yaml
+
+from topnas.errors import ConfigError
+from topnas.platform import tracking
+from topnas.platform.sweep import estimates
+from topnas.platform.sweep import records as R
+from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TRIAL_RESOURCES", "SweepResult", "load_saved_config", "run_sweep"]
+
+log = logging.getLogger(__name__)
+
+# The trial actor only drives its TorchTrainer; CPU 0 avoids the 2-trials-on-2-CPUs deadlock, and Ray
+# needs some resource on an actor (design notes, "Tune running Train trials").
+TRIAL_RESOURCES = {"cpu": 0, "memory": 200 * 1024**2}
+SNAPSHOT_ENV = "TUNE_GLOBAL_CHECKPOINT_S"
+SNAPSHOT_PERIOD_S = "2"  # Tune's experiment snapshot: a trial finished after it re-runs on resume
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or resumed-and-finished) sweep left behind."""
+
+    name: str
+    sweep_dir: Path
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    trials: pd.DataFrame  # every finished trial, finish order, with `pareto` (pareto_plots contract)
+    hypervolume: float
+    reference_point: dict[str, float]
+    resumed: bool
+    elapsed_s: float
+
+    @property
+    def front(self) -> pd.DataFrame:
+        return self.trials[self.trials["pareto"]].reset_index(drop=True) if not self.trials.empty else self.trials
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {} if self.trials.empty else {str(k): int(v) for k, v in self.trials["status"].value_counts().items()}
+
+    def table(self, sort_by: str = "latency_ms", front_only: bool = True) -> str:
+        from topnas.platform.pareto_plots import front_table
+
+        if self.trials.empty:
+            return "(no finished trial)"
+        return front_table(self.trials, sort_by, front_only=front_only)
+
+
+def load_saved_config(sweep: str | os.PathLike[str], storage: str | os.PathLike[str] | None = None) -> SweepConfig:
+    """The resolved config a sweep stored in its folder (what ``--resume`` uses)."""
+    folder = R.resolve_sweep_dir(sweep, storage)
+    path = folder / R.CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError("--resume", str(sweep), "a sweep folder holding sweep.yaml", hint=f"nothing at {path}")
+    return SweepConfig.from_dict(yaml.safe_load(path.read_text()), source=str(path))
+
+
+def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False,
+              num_cpus: int | None = None) -> SweepResult:
+    """Run (or, with ``resume=True``, finish) the sweep ``cfg``; returns its front and record.
+
+    Args:
+        cfg: a validated config (:func:`~topnas.platform.sweep.config.load_sweep_config`, or
+            :func:`load_saved_config` to resume).
+        address: Ray cluster: ``None`` starts a local Ray (or uses the one already initialised),
+            ``"auto"`` joins the running cluster of this machine, ``"ray://host:10001"`` a remote one.
+        resume: continue the sweep in ``cfg.sweep_dir`` after a crash or kill: finished trials are not
+            re-run, MLflow runs are reused, the Optuna study keeps every trial.
+        num_cpus: CPUs of a local Ray started here (default: all).
+    """
+    t0 = time.perf_counter()
+    folder = cfg.sweep_dir
+    state = _prepare_folder(cfg, resume)
+    _check_before_ray(cfg, address)
+    info = estimates.predictor_info(cfg.latency.predictor)
+    uri = _absolute_sqlite(cfg.resolved_tracking_uri())
+    _check_tracking_reachable(uri, address)
+    client = tracking.get_client(uri)
+    if state is None:
+        state = _create_parent(cfg, client, uri, info)
+    else:
+        _reopen_parent(cfg, client, state)
+
+    import ray
+
+    started_ray = False
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                 log_to_driver=True, include_dashboard=False)
+        started_ray = True
+    status = "failed"
+    try:
+        _fit(cfg, state, info["id"], resume)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        state.status = status
+        state.save(folder)
+        with contextlib.suppress(Exception):
+            client.set_tag(state.parent_run_id, R.STATUS_TAG, status)
+            client.set_terminated(state.parent_run_id,
+                                  status={"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
+        if started_ray:
+            ray.shutdown()
+    trials = R.frame(R.Ledger(folder).records())
+    from topnas.platform import pareto as P
+
+    hv = P.hypervolume(P.points_from_records(trials.to_dict("records"), OBJECTIVES), state.reference_point,
+                       OBJECTIVES) if not trials.empty else 0.0
+    return SweepResult(cfg.name, folder, state.parent_run_id, state.experiment_id, uri, trials, hv,
+                       dict(state.reference_point), resume, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- before Ray
+def _prepare_folder(cfg: SweepConfig, resume: bool) -> R.SweepState | None:
+    folder = cfg.sweep_dir
+    if resume:
+        state = R.SweepState.load(folder)
+        saved = load_saved_config(folder)
+        diff = _diff(saved.to_dict(), cfg.to_dict())
+        if diff:
+            raise ConfigError("--resume", cfg.name, "the sweep's own config (its sweep.yaml)",
+                              hint=f"differs in {', '.join(diff[:5])}; resume with the saved config "
+                                   "(`topnas sweep --resume NAME` without a YAML)")
+        return state
+    if (folder / R.STATE_FILE).exists() or (folder / R.LEDGER_FILE).exists():
+        raise ConfigError("name", cfg.name, "a sweep name not used yet",
+                          hint=f"{folder} exists: continue it with `topnas sweep --resume {cfg.name}` "
+                               "or choose another name (--set name=...)")
+    return None
+
+
+def _check_before_ray(cfg: SweepConfig, address: str | None) -> None:
+    """The dataset (the fixture is generated here, once, not by concurrent trials) and the first variant."""
+    from topnas.platform.train import check_ready
+
+    local = address is None
+    check_ready(cfg.train_config(cfg.first_variant(), "check"), local_cluster=local)
+
+
+def _check_tracking_reachable(uri: str, address: str | None) -> None:
+    if address and address.startswith("ray://") and uri.startswith(("sqlite:", "file:")):
+        raise ConfigError("tracking.uri", uri, "an http(s):// MLflow tracking server",
+                          hint="trials on a remote cluster cannot write a local SQLite file (design note 12); "
+                               "set tracking.uri or $MLFLOW_TRACKING_URI")
+
+
+def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]) -> R.SweepState:
+    folder = cfg.sweep_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    exp_id = tracking.get_or_create_experiment(cfg.experiment, client=client)
+    tags = {R.SWEEP_TAG: cfg.name, R.KIND_TAG: R.KIND_SWEEP, R.STATUS_TAG: "running",
+            "topnas.sampler": cfg.sampler, "topnas.predictor_id": info["id"], "topnas.sweep_dir": str(folder)}
+    parent, reused = tracking.start_or_resume_run(client, exp_id, f"sweep:{cfg.name}", run_name=cfg.name, tags=tags)
+    if reused:
+        raise ConfigError("name", cfg.name, "a sweep name not used in this MLflow experiment",
+                          hint=f"run {parent.info.run_id} of experiment {cfg.experiment!r} is sweep {cfg.name!r} "
+                               f"but {folder} does not hold it; choose another name")
+    reference = _reference_point(cfg)
+    state = R.SweepState(cfg.name, parent.info.run_id, exp_id, uri, reference, info["id"], created=time.time())
+    (folder / R.CONFIG_FILE).write_text(cfg.to_yaml())
+    (folder / R.SPACE_FILE).write_text(yaml.safe_dump({"search_space": cfg.space.to_dict()}, sort_keys=False,
+                                                      default_flow_style=None))
+    state.save(folder)
+    _log_parent(cfg, client, parent.info.run_id, info, reference)
+    return state
+
+
+def _reopen_parent(cfg: SweepConfig, client: Any, state: R.SweepState) -> None:
+    client.set_tag(state.parent_run_id, R.STATUS_TAG, "running")
+    client.update_run(state.parent_run_id, status="RUNNING")
+    state.status = "running"
+    state.save(cfg.sweep_dir)
+
+
+def _log_parent(cfg: SweepConfig, client: Any, run_id: str, info: dict[str, Any], reference: dict[str, float]) -> None:
+    data = {k: v for k, v in cfg.to_dict().items() if k != "search_space"}
+    params = tracking.flatten_params(data)
+    space = cfg.space
+    params.update({
+        "search_space.source": cfg.space_source, "search_space.name": space.name,
+        "search_space.size": str(space.size), "search_space.dimensions": json.dumps(sorted(space.parameters())),
+        "reference.val_mIoU": str(reference["val_mIoU"]), "reference.latency_ms": str(reference["latency_ms"]),
+        "git_commit": tracking.git_commit() or "unknown",
+    })
+    params.update(tracking.flatten_params({"predictor": {k: info[k] for k in ("id", "path", "schema", "created",
+                                                                              "device", "interval")}}))
+    tracking.log_params_batched(client, run_id, params)
+    folder = cfg.sweep_dir
+    client.log_artifact(run_id, str(folder / R.CONFIG_FILE), "config")
+    client.log_artifact(run_id, str(folder / R.SPACE_FILE), "config")
+    client.log_artifact(run_id, info["path"], "config")
+
+
+def _reference_point(cfg: SweepConfig) -> dict[str, float]:
+    """Fixed for the whole sweep: mIoU 0 and the latency budget, else 1.1 x the slowest variant."""
+    lat = cfg.latency.reference_ms or cfg.latency.budget_ms
+    if lat is None:
+        predictor = estimates.load_predictor(cfg.latency.predictor)
+        lat = 1.1 * estimates.extreme_latency(predictor, cfg.space, fastest=False)
+    return {"val_mIoU": 0.0, "latency_ms": float(lat)}
+
+
+# ----------------------------------------------------------------------------- Ray Tune
+def _fit(cfg: SweepConfig, state: R.SweepState, predictor_id: str, resume: bool) -> None:
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from topnas.platform.sweep.callback import SweepCallback
+    from topnas.platform.sweep.scheduler import make_scheduler
+    from topnas.platform.sweep.searcher import SweepSearch
+    from topnas.platform.sweep.tracker import SweepTracker
+    from topnas.platform.sweep.trial import TrialContext, run_trial
+
+    tracker = SweepTracker(state.tracking_uri, state.experiment_id, state.parent_run_id, cfg.name)
+    ctx = TrialContext(cfg, state.tracking_uri, state.experiment_id, state.parent_run_id, predictor_id)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_RESOURCES)
+    tune_dir = cfg.sweep_dir / R.TUNE_DIR
+    with _env(SNAPSHOT_ENV, SNAPSHOT_PERIOD_S):
+        if resume and tune.Tuner.can_restore(str(tune_dir)):
+            log.info("resuming sweep %s from %s", cfg.name, tune_dir)
+            tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=False)
+        else:
+            searcher = SweepSearch(cfg, tracker, predictor_id)
+            num_samples = cfg.num_samples
+            if resume:  # killed before Tune's first snapshot: no Tune trial to restore
+                searcher.fail_stale_trials()
+                trained = [r for r in R.Ledger(cfg.sweep_dir).records() if r.status != "infeasible"]
+                num_samples -= len(trained)
+            if num_samples <= 0:
+                return
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent),
+                    scheduler=make_scheduler(cfg), num_samples=num_samples, max_concurrent_trials=cfg.max_concurrent,
+                    trial_dirname_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=R.TUNE_DIR, storage_path=str(cfg.sweep_dir),
+                    callbacks=[SweepCallback(cfg, tracker, state)],
+                    failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+                ),
+            )
+        tuner.fit()
+
+
+def _trial_dirname(trial: Any) -> str:
+    return trial.trial_id
+
+
+# ----------------------------------------------------------------------------- helpers
+def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, name + ".")
+        elif va != vb:
+            out.append(name)
+    return out
+
+
+def _absolute_sqlite(uri: str) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
+        return prefix + str(Path(uri[len(prefix):]).absolute())
+    return uri
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)

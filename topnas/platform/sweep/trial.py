@@ -1,0 +1,130 @@
+"""The Ray Tune trial function: one proxy training job of one variant (design note 8).
+
+Runs in the trial's own Tune actor, which reserves no CPU (``{"cpu": 0, "memory": 200 MiB}``:
+with the default 1 CPU per trial, two concurrent trials on two CPUs starve their own training
+workers). The actor builds the variant from the searcher's point, opens the trial's MLflow child run
+(the training package's run, nested under the sweep's parent run) and logs what is known before
+training (sampled point, predicted latency and interval, params, MACs), then runs the proxy training
+through :func:`topnas.platform.train.run_training` with a :class:`SweepReportCallback`, so every
+evaluation of world-rank 0 reaches Tune (ASHA, the searcher) with the latency beside the mIoU.
+
+Resume: the Train run is named ``<trial id>-<variant id>`` under ``<sweep>/train``, so a trial
+Tune restarts continues its own checkpoints and MLflow run. A trial whose run already finished
+(it ended after Tune's last snapshot, before the kill) is not trained again: its recorded final
+evaluation is reported back to Tune instead.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from topnas.platform.sweep import estimates
+from topnas.platform.sweep import records as R
+from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.searcher import META_KEY
+from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
+
+__all__ = ["SweepReportCallback", "TrialContext", "run_name_of", "run_trial"]
+
+log = logging.getLogger(__name__)
+
+_REPLAY_STATUSES = ("completed", "early_stopped")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs from the driver (passed with ``tune.with_parameters``)."""
+
+    cfg: SweepConfig
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    predictor_id: str
+
+
+class SweepReportCallback(TuneReportCallback):
+    """Tune's ``TuneReportCallback`` plus constant entries (predicted latency, variant id) per result."""
+
+    def __init__(self, extra: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._extra = dict(extra)
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        metrics = [{**metrics[0], **self._extra}, *metrics[1:]]
+        super().after_report(run_context, metrics, checkpoint)
+
+
+def run_name_of(trial_id: str, variant_id: str) -> str:
+    """Train run folder ``<sweep>/train/<name>`` and MLflow run name of a trial."""
+    return f"{trial_id}-{variant_id}"
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Tune function trainable (see module docstring). Raises when training fails (Tune: ERROR)."""
+    from ray import tune
+
+    from topnas.platform.train import run_training
+    from topnas.platform.train.tracker import open_train_run
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = ctx.cfg
+    meta = dict(config[META_KEY])
+    point = {k: config[k] for k in cfg.space.parameters()}
+    variant = cfg.space.build(point)
+    if variant.id != meta["variant_id"]:
+        raise RuntimeError(f"trial {trial_id}: point builds {variant.id}, the searcher proposed {meta['variant_id']}")
+    extra = {"variant_id": variant.id, **{k: meta[k] for k in ("latency_ms", "latency_lo", "latency_hi")}}
+    tracker = SweepTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, cfg.name)
+
+    existing = tracker.child_of_trial(trial_id)
+    replay = _recorded_result(tracker, existing, cfg.proxy.iterations) if existing is not None else None
+    if replay is not None:
+        log.info("trial %s: already trained (run %s); reporting its recorded result", trial_id, existing.info.run_id)
+        tune.report({**replay, **extra})
+        return
+
+    run_name = run_name_of(trial_id, variant.id)
+    attempts = int(existing.data.tags.get(R.ATTEMPTS_TAG, "0")) + 1 if existing is not None else 1
+    tags = {**child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, "running"),
+            R.ATTEMPTS_TAG: str(attempts)}
+    train_cfg = cfg.train_config(variant, run_name, tracking_uri=ctx.tracking_uri)
+    client, run_id, _ = open_train_run(train_cfg, run_name, tracking_uri=ctx.tracking_uri,
+                                       parent_run_id=ctx.parent_run_id, extra_tags=tags)
+    if "latency_ms" not in client.get_run(run_id).data.metrics:  # first attempt: what is known before training
+        from topnas.platform import tracking
+
+        tracking.log_params_batched(client, run_id, child_params(point, variant, meta, ctx.predictor_id))
+        tracker.log_metrics(run_id, child_metrics(meta, estimates.complexity_of(variant)), step=0)
+    try:
+        result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
+                              parent_run_id=ctx.parent_run_id, tracking_uri=ctx.tracking_uri, extra_tags=tags)
+    except Exception as exc:
+        client.set_tag(run_id, R.STATUS_TAG, "failed")
+        client.set_tag(run_id, R.REASON_TAG, _first_line(exc)[:5000])
+        raise
+    # The final evaluation once more, from the trial itself: Train's last report may still sit in the
+    # callback queue when fit() returns, and a run resumed at its last checkpoint reports nothing.
+    tune.report({k: v for k, v in {**result.metrics, **extra}.items() if v is not None})
+
+
+def _recorded_result(tracker: SweepTracker, run: Any, iterations: int) -> dict[str, Any] | None:
+    """The last evaluation of a child run the sweep already finished, else None (train it)."""
+    tags = run.data.tags
+    final = tags.get("topnas.final_iteration")
+    done = tags.get(R.STATUS_TAG) in _REPLAY_STATUSES or (
+        run.info.status == "FINISHED" and final is not None and int(final) >= iterations)
+    if not done:
+        return None
+    history = tracker.client.get_metric_history(run.info.run_id, "val_mIoU")
+    if not history:
+        return None
+    last = max(history, key=lambda m: (m.step, m.timestamp))
+    return {"val_mIoU": last.value, "iteration": int(last.step), "replayed": True}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
