@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -319,18 +320,28 @@ def _float(value: Any) -> float:
     return v
 
 
+def _num(value: float) -> str:
+    """A float as tag text that reads back to the same float (so comparisons stay exact)."""
+    v = _float(value)
+    return repr(v) if math.isfinite(v) else "nan"
+
+
 def _describe_row(row: Mapping[str, Any]) -> str:
     return (f"trial {row['trial_id']} (variant {row['variant_id']}: mIoU {_float(row.get('val_mIoU')):.4f}, "
             f"{_float(row.get('latency_ms')):.2f} ms)")
 
 
 def _dominators(df: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:
-    """Eligible rows that dominate ``row`` (no worse in both objectives, better in one), front first."""
+    """Front members that dominate ``row`` (no worse in both objectives, better in one), best mIoU first.
+
+    Every dominated point is dominated by at least one front member, so this is never empty for a
+    completed trial off the front.
+    """
     m, lat = _float(row.get("val_mIoU")), _float(row.get("latency_ms"))
-    eligible = df[(df["status"] == _pareto.ELIGIBLE_STATUS) & df["val_mIoU"].notna() & df["latency_ms"].notna()]
-    dom = eligible[(eligible["val_mIoU"] >= m) & (eligible["latency_ms"] <= lat)
-                   & ((eligible["val_mIoU"] > m) | (eligible["latency_ms"] < lat))]
-    return dom.sort_values(["pareto", "val_mIoU", "latency_ms"], ascending=[False, False, True])
+    front = df[df["pareto"]]
+    dom = front[(front["val_mIoU"] >= m) & (front["latency_ms"] <= lat)
+                & ((front["val_mIoU"] > m) | (front["latency_ms"] < lat))]
+    return dom.sort_values(["val_mIoU", "latency_ms"], ascending=[False, True])
 
 
 def select_trial(
@@ -445,15 +456,20 @@ def size_class(variant: Variant) -> SizeClass:
     A variant equal to a preset's architecture gets that preset. Counting uses the model issue's
     FLOP counter (one model build, ~1 s).
     """
-    from topnas.topformer.complexity import count_complexity
-
-    cfg = variant.model.replace(num_classes=150, norm="BN")
-    cx = count_complexity(cfg, (512, 512))
-    dist = {name: math.hypot(math.log(cx.params / p), math.log(cx.macs / m))
+    params, macs = _complexity_150_512(variant.model.replace(num_classes=150, norm="BN"))
+    dist = {name: math.hypot(math.log(params / p), math.log(macs / m))
             for name, (p, m) in PRESET_COMPLEXITY.items()}
     preset = variant.preset
     name = preset if preset in PRESET_COMPLEXITY else min(dist, key=dist.get)
-    return SizeClass(name, cx.params, cx.macs, dist, exact_preset=preset is not None)
+    return SizeClass(name, params, macs, dist, exact_preset=preset is not None)
+
+
+@functools.lru_cache(maxsize=64)
+def _complexity_150_512(cfg: Any) -> tuple[int, int]:
+    from topnas.topformer.complexity import count_complexity
+
+    cx = count_complexity(cfg, (512, 512))
+    return cx.params, cx.macs
 
 
 def experiments_dir() -> Path:
@@ -634,7 +650,7 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 def _lineage_tags(selection: Selection, record: SweepRecord, size: SizeClass, yaml_path: Path,
                   train_run: str, predictor_id: str) -> dict[str, str]:
     def num(v: float) -> str:
-        return f"{v:.6g}" if math.isfinite(v) else "nan"
+        return _num(v)
 
     return {
         TAG_STAGE: "promoted",
@@ -1047,16 +1063,16 @@ def finalize(
 
     _ensure_registered_model(client, model_name)
     tags = {k: v for k, v in ptags.items() if k.startswith(T)}
-    tags.update({TAG_STAGE: "trained", TAG_FULL_RUN: run_id, TAG_FINAL_MIOU: f"{final_miou:.6g}",
-                 TAG_FINAL_LAT: f"{pred.ms:.6g}", TAG_FINAL_LAT_LO: f"{pred.lo:.6g}",
-                 TAG_FINAL_LAT_HI: f"{pred.hi:.6g}", TAG_PROMOTED_VERSION: promoted.version if promoted else "",
+    tags.update({TAG_STAGE: "trained", TAG_FULL_RUN: run_id, TAG_FINAL_MIOU: _num(final_miou),
+                 TAG_FINAL_LAT: _num(pred.ms), TAG_FINAL_LAT_LO: _num(pred.lo),
+                 TAG_FINAL_LAT_HI: _num(pred.hi), TAG_PROMOTED_VERSION: str(promoted.version) if promoted else "",
                  T + "trained_variant_id": variant.id, T + "onnx_artifact": onnx_rel})
     description = (f"{ptags.get(TAG_VARIANT, variant.id)} after the full run {run.info.run_name}: "
                    f"mIoU {final_miou:.4f}, predicted {pred.ms:.2f} ms [{pred.lo:.2f}, {pred.hi:.2f}]")
     mv = client.create_model_version(model_name, source=run.info.artifact_uri, run_id=run_id, tags=tags,
                                      description=description)
     client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
-    return FinalizeResult(run_id, model_name, str(mv.version), promoted.version if promoted else None,
+    return FinalizeResult(run_id, model_name, str(mv.version), str(promoted.version) if promoted else None,
                           final_miou, pred.ms, pred.lo, pred.hi, pred.out_of_range, onnx_rel,
                           promoted_vals)
 

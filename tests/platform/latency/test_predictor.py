@@ -141,11 +141,16 @@ def test_monotone_even_when_data_says_otherwise():
 def test_prediction_under_a_millisecond_once_loaded():
     p = packaged_predictor("local_cpu_ort")
     fresh = _variants(150, 1234)  # not cached: the analytic kernel path runs for each
-    t0 = time.perf_counter()
+    # this thread's CPU time: wall time on a shared 2-core host mostly measures the other processes
+    t0 = time.thread_time()
     for v in fresh:
         p.predict(v)
-    per = (time.perf_counter() - t0) / len(fresh)
+    per = (time.thread_time() - t0) / len(fresh)
     assert per < 1e-3, f"{per * 1e3:.3f} ms per prediction"
+    t0 = time.thread_time()
+    for v in fresh:
+        p.predict(v)
+    assert (time.thread_time() - t0) / len(fresh) < 1e-4  # cached
 
 
 # ---------------------------------------------------------------- transfer

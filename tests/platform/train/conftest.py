@@ -12,7 +12,7 @@ from topnas.platform.train.config import TrainConfig
 NUM_CLASSES = 5
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread() -> Any:
     """Workers run with OMP_NUM_THREADS=1; in-process tests do the same (the machine is shared)."""
     import torch

@@ -25,9 +25,8 @@ written (inputs + output + weights and bias).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 __all__ = ["KERNEL_TYPES", "Kernel", "extract_kernels", "kernels_from_config", "kernel_summary", "signature"]
 
@@ -36,9 +35,8 @@ FLOAT_BYTES = 4
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Kernel:
-    """One runtime kernel of the latency graph."""
+class Kernel(NamedTuple):
+    """One runtime kernel of the latency graph (a NamedTuple: cheap to build in the sampler)."""
 
     type: str
     op: str
@@ -51,8 +49,7 @@ class Kernel:
     act: str = ""
 
     def key(self) -> tuple[Any, ...]:
-        return (self.type, self.op, self.inputs, self.output, self.macs, self.bytes, self.kernel_size,
-                self.stride, self.act)
+        return tuple(self)
 
 
 def signature(kernels: Iterable[Kernel]) -> list[tuple[Any, ...]]:
@@ -76,6 +73,8 @@ def _numel(shape: Sequence[int]) -> int:
 
 
 # ----------------------------------------------------------------------- kernel constructors
+# Pure functions of hashable shapes, memoised: a sampler sees the same layer shapes over and over.
+@lru_cache(maxsize=65536)
 def _conv(x: Shape, cout: int, k: int, stride: int, groups: int, act: str = "") -> Kernel:
     _, cin, h, w = x
     pad = k // 2
@@ -88,16 +87,19 @@ def _conv(x: Shape, cout: int, k: int, stride: int, groups: int, act: str = "") 
         kind = "dwconv"
     else:
         kind = "conv"
-    macs = _numel(out) * (cin // groups) * k * k
-    return Kernel(kind, "conv2d", (x,), out, macs, FLOAT_BYTES * (_numel(x) + _numel(out) + weights), k, stride, act)
+    n_out = cout * oh * ow
+    macs = n_out * (cin // groups) * k * k
+    return Kernel(kind, "conv2d", (x,), out, macs, FLOAT_BYTES * (cin * h * w + n_out + weights), k, stride, act)
 
 
+@lru_cache(maxsize=65536)
 def _eltwise(op: str, *inputs: Shape) -> Kernel:
     out = inputs[0]
-    return Kernel("elementwise", op, tuple(inputs), out, _numel(out),
-                  FLOAT_BYTES * (sum(_numel(s) for s in inputs) + _numel(out)))
+    n = _numel(out)
+    return Kernel("elementwise", op, tuple(inputs), out, n, FLOAT_BYTES * (sum(_numel(s) for s in inputs) + n))
 
 
+@lru_cache(maxsize=65536)
 def _matmul(a: Shape, b: Shape, kind: str = "matmul") -> Kernel:
     batch = a[:-2] if len(a) >= len(b) else b[:-2]
     out = (*batch, a[-2], b[-1])
@@ -105,12 +107,14 @@ def _matmul(a: Shape, b: Shape, kind: str = "matmul") -> Kernel:
     return Kernel(kind, "matmul", (a, b), out, macs, FLOAT_BYTES * (_numel(a) + _numel(b) + _numel(out)))
 
 
-def _resize(x: Shape, size: Sequence[int]) -> Kernel:
+@lru_cache(maxsize=65536)
+def _resize(x: Shape, size: tuple[int, ...]) -> Kernel:
     out = (*x[:2], *size)
     return Kernel("resize", "interpolate", (x,), out, 4 * _numel(out), FLOAT_BYTES * (_numel(x) + _numel(out)))
 
 
-def _avg_pool(x: Shape, kernel: Sequence[int]) -> Kernel:
+@lru_cache(maxsize=65536)
+def _avg_pool(x: Shape, kernel: tuple[int, int]) -> Kernel:
     out = (*x[:2], x[2] // kernel[0], x[3] // kernel[1])
     return Kernel("pool", "avg_pool2d", (x,), out, _numel(x), FLOAT_BYTES * (_numel(x) + _numel(out)),
                   int(kernel[0]), int(kernel[0]))
@@ -121,19 +125,28 @@ def _layout(op: str, inputs: Sequence[Shape], out: Shape) -> Kernel:
                   FLOAT_BYTES * (sum(_numel(s) for s in inputs) + _numel(out)))
 
 
-def _permute(x: Shape, dims: Sequence[int]) -> Kernel:
+@lru_cache(maxsize=65536)
+def _permute(x: Shape, dims: tuple[int, ...]) -> Kernel:
     return _layout("permute", (x,), tuple(x[d] for d in dims))
+
+
+def _softmax(s: Shape) -> Kernel:
+    return Kernel("softmax", "softmax", (s,), s, _numel(s), 2 * FLOAT_BYTES * _numel(s))
 
 
 # ----------------------------------------------------------------------- analytic (fast) path
 def kernels_from_config(variant: Any) -> tuple[Kernel, ...]:
-    """The kernel list of `variant` derived from its config (no torch). Cached by variant id."""
-    return _kernels_cached(variant.id, variant)
+    """The kernel list of `variant` derived from its config (no torch).
+
+    Cached by (config, input size): the same key as ``variant.id`` (a hash of exactly these), but
+    hashing the frozen config is ~100x cheaper than computing the id's canonical JSON.
+    """
+    return _kernels_cached(variant.model, tuple(variant.input_size))
 
 
 @lru_cache(maxsize=4096)
-def _kernels_cached(_vid: str, variant: Any) -> tuple[Kernel, ...]:
-    return tuple(_analytic(variant.model, variant.input_size))
+def _kernels_cached(model: Any, input_size: tuple[int, int]) -> tuple[Kernel, ...]:
+    return tuple(_analytic(model, input_size))
 
 
 def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
@@ -143,7 +156,7 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
     add = ks.append
 
     def conv(x: Shape, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: str = "") -> Shape:
-        kern = _conv(x, cout, k, stride, groups, act)
+        kern = _conv(x, int(cout), int(k), int(stride), int(groups), act)
         add(kern)
         return kern.output
 
@@ -196,25 +209,16 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
     d = int(cfg.attn_ratio * kd)
     dh = d * nh
     hid = int(E * cfg.mlp_ratio)
-    for _ in range(cfg.depths):
-        conv(tok, nh * kd)
-        add(_permute((1, nh, kd, n), (0, 1, 3, 2)))
-        conv(tok, nh * kd)
-        conv(tok, dh)
-        add(_permute((1, nh, d, n), (0, 1, 3, 2)))
-        qk = _matmul((1, nh, n, kd), (1, nh, kd, n))
-        add(qk)
-        add(Kernel("softmax", "softmax", (qk.output,), qk.output, _numel(qk.output), 2 * FLOAT_BYTES * _numel(qk.output)))
-        av = _matmul(qk.output, (1, nh, n, d))
-        add(av)
-        add(_permute(av.output, (0, 1, 3, 2)))
-        add(_eltwise("hardtanh", (1, dh, th, tw)))
-        conv((1, dh, th, tw), E)
-        add(_eltwise("add", tok, tok))
-        y = conv(tok, hid)
-        y = conv(y, hid, 3, 1, groups=hid, act="hardtanh")
-        conv(y, E)
-        add(_eltwise("add", tok, tok))
+    block = [
+        _conv(tok, nh * kd, 1, 1, 1), _permute((1, nh, kd, n), (0, 1, 3, 2)),
+        _conv(tok, nh * kd, 1, 1, 1), _conv(tok, dh, 1, 1, 1), _permute((1, nh, d, n), (0, 1, 3, 2)),
+        _matmul((1, nh, n, kd), (1, nh, kd, n)), _softmax((1, nh, n, n)), _matmul((1, nh, n, n), (1, nh, n, d)),
+        _permute((1, nh, n, d), (0, 1, 3, 2)), _eltwise("hardtanh", (1, dh, th, tw)), _conv((1, dh, th, tw), E, 1, 1, 1),
+        _eltwise("add", tok, tok),
+        _conv(tok, hid, 1, 1, 1), _conv((1, hid, th, tw), hid, 3, 1, hid, "hardtanh"), _conv((1, hid, th, tw), E, 1, 1, 1),
+        _eltwise("add", tok, tok),
+    ]
+    ks.extend(block * cfg.depths)
     add(_layout("split", (tok,), tok))
 
     # semantic injection
@@ -229,16 +233,16 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
             lo = conv(local, oc, act=act)
             ga = conv(g, oc)
             hsigmoid(ga)
-            add(_resize(ga, size))
+            add(_resize(ga, tuple(size)))
             ge = conv(g, oc, act=act)
-            add(_resize(ge, size))
+            add(_resize(ge, tuple(size)))
             add(_eltwise("mul", lo, lo))
             add(_eltwise("add", lo, lo))
         else:  # fuse_sum / fuse_multi
             g2 = conv(g, oc)
             if kind == "fuse_multi":
                 hsigmoid(g2)
-            add(_resize(g2, size))
+            add(_resize(g2, tuple(size)))
             lo = conv(local, oc)
             add(_eltwise("mul" if kind == "fuse_multi" else "add", lo, lo))
         sims.append((1, oc, *size))
@@ -246,7 +250,7 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
     # head
     x = sims[0]
     for f in sims[1:]:
-        add(_resize(f, x[2:]))
+        add(_resize(f, tuple(x[2:])))
         add(_eltwise("add", x, x))
     ch = cfg.head_channels
     x = conv(x, ch, groups=ch if cfg.head_is_dw else 1, act="relu")
@@ -306,9 +310,7 @@ def extract_kernels(variant: Any, model: Any = None) -> list[Kernel]:
                 conv_out[id(out)] = len(kernels) - 1
             elif name in _ACTS and tensors and id(tensors[0]) in conv_out:
                 i = conv_out.pop(id(tensors[0]))
-                c = kernels[i]
-                kernels[i] = Kernel(c.type, c.op, c.inputs, c.output, c.macs, c.bytes, c.kernel_size, c.stride,
-                                    _ACTS[name])
+                kernels[i] = kernels[i]._replace(act=_ACTS[name])
             elif name in _ACTS:
                 kernels.append(_eltwise(_ACTS[name], shape(tensors[0])))
             elif name in _ELTWISE:
@@ -322,7 +324,7 @@ def extract_kernels(variant: Any, model: Any = None) -> list[Kernel]:
                 kernels.append(k)
             elif name == "softmax":
                 s = shape(out)
-                kernels.append(Kernel("softmax", "softmax", (s,), s, _numel(s), 2 * FLOAT_BYTES * _numel(s)))
+                kernels.append(_softmax(s))
             elif name == "avg_pool2d":
                 ksz = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
                 ksz = tuple(ksz) if isinstance(ksz, (tuple, list)) else (ksz, ksz)

@@ -107,17 +107,24 @@ def _feature_names(groups: Sequence[GroupRule]) -> list[str]:
 def _featurize(kernels: Iterable[Kernel], groups: Sequence[GroupRule]) -> list[float]:
     f = [0.0] * (len(groups) * len(TERMS))
     mu, bu = UNITS["macs"], UNITS["bytes"]
+    slot: dict[tuple[str, int], int] = {}
     for k in kernels:
-        for gi, g in enumerate(groups):
-            if g.matches(k):
-                j = gi * 3
-                f[j] += k.macs / mu
-                f[j + 1] += k.bytes / bu
-                f[j + 2] += 1.0
-                break
-        else:
-            raise ConfigError("kernel", f"{k.type}/{k.op}", [g.name for g in groups],
-                              hint="no feature group takes this kernel type")
+        key = (k.type, k.kernel_size)
+        j = slot.get(key)
+        if j is None:
+            for gi, g in enumerate(groups):
+                if g.matches(k):
+                    j = slot[key] = gi * 3
+                    break
+            else:
+                raise ConfigError("kernel", f"{k.type}/{k.op}", [g.name for g in groups],
+                                  hint="no feature group takes this kernel type")
+        f[j] += k.macs
+        f[j + 1] += k.bytes
+        f[j + 2] += 1.0
+    for j in range(0, len(f), 3):
+        f[j] /= mu
+        f[j + 1] /= bu
     return f
 
 
@@ -174,20 +181,20 @@ class LatencyPredictor:
             raise ConfigError("coefficients", "negative or non-finite", ">= 0 (monotone predictor)")
         self._range_idx = [(i, n, *self.ranges[n]) for i, n in enumerate(self.feature_names) if n in self.ranges]
         self._live = [(i, c) for i, c in enumerate(self.coef) if c > 0]
-        self._cache: dict[str, list[float]] = {}
+        self._cache: dict[Any, list[float]] = {}
         self._lo = math.exp(self.interval["log_lo"])
         self._hi = math.exp(self.interval["log_hi"])
 
     # ----------------------------------------------------------------- prediction
     def features(self, variant: Any) -> list[float]:
-        """The feature vector of `variant` (cached by variant id)."""
-        vid = variant.id
-        f = self._cache.get(vid)
+        """The feature vector of `variant`, cached by (config, input size) (what ``variant.id`` hashes)."""
+        key = (variant.model, tuple(variant.input_size))
+        f = self._cache.get(key)
         if f is None:
             f = _featurize(kernels_from_config(variant), self.groups)
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
-            self._cache[vid] = f
+            self._cache[key] = f
         return f
 
     def predict_features(self, f: Sequence[float]) -> Prediction:

@@ -161,8 +161,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _quiet_worker_logs() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("torch.onnx", "onnxscript", "torch.export", "alembic", "mlflow"):
+    """Ray Train routes print() through the root logger at INFO; keep exporter chatter out of it."""
+    for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,199 @@
+"""The main job, end to end on one machine: fixture -> sweep -> Pareto front in MLflow -> promotion.
+
+``topnas demo [--out runs/demo] [--trials 8]`` runs, with everything under ``--out`` (that folder
+becomes the run folder, ``TOPNAS_HOME``, and holds the local MLflow store ``mlflow.db``):
+
+1. the synthetic fixture dataset of the demo sweep (ADE20K layout, generated once);
+2. the demo sweep ``experiments/sweep_demo_fixture.yaml`` (Ray Tune + Optuna NSGA-II, proxy training
+   per trial) on an embedded Ray, its parent/child runs and Pareto artifacts in the local store;
+3. the Pareto table, and the command that opens the MLflow UI on that store;
+4. ``promote --knee --scale-down``: the knee variant's 160k ADE20K YAML, its registry version
+   (alias ``challenger``), then its scaled-down full training (same recipe, fixture-sized: dataset,
+   crop, workers and iterations of ``experiments/demo_tiny_fixture.yaml``), finalized with its final
+   mIoU and the predicted latency of its ONNX export; ``accept`` then sets alias ``champion``.
+
+Re-running reuses a finished sweep (and resumes an interrupted one); ``--fresh`` starts over.
+Example::
+
+    result = run_demo("runs/demo", trials=8)
+    result.champion, result.final_miou
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from topnas.errors import ConfigError
+
+__all__ = ["DEMO_SWEEP", "DemoResult", "run_demo"]
+
+DEMO_SWEEP = "sweep_demo_fixture.yaml"
+FULL_FIXTURE = "demo_tiny_fixture.yaml"
+MARKER = ".topnas-demo"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out: Path
+    tracking_uri: str
+    sweep: str
+    front_size: int
+    trials: int
+    promoted_yaml: Path
+    train_yaml: Path
+    challenger: str
+    champion: str
+    full_run_id: str
+    final_miou: float
+    latency_ms: float
+    elapsed_s: float
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_demo(
+    out: str | os.PathLike[str] = "runs/demo",
+    trials: int = 8,
+    *,
+    full_iters: int | None = None,
+    fresh: bool = False,
+    num_cpus: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run the whole main job under ``out`` and return what it produced (see the module docstring)."""
+    from topnas.platform import promote as P
+    from topnas.platform.promote import experiments_dir
+
+    if trials < 2:
+        raise ConfigError("--trials", trials, "an integer >= 2 (a front needs trials to compare)")
+    t0 = time.perf_counter()
+    out = Path(out).absolute()
+    if fresh and out.exists():
+        if not (out / MARKER).is_file():
+            raise ConfigError("--out", str(out), "a folder made by `topnas demo` (it has no .topnas-demo marker)",
+                              hint="refusing to delete it; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `topnas demo`; safe to delete\n")
+    db = out / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    sweep_yaml = experiments_dir() / DEMO_SWEEP
+
+    with _environ(TOPNAS_HOME=str(out), MLFLOW_TRACKING_URI=uri, RAY_USAGE_STATS_ENABLED="0"):
+        from topnas.platform.sweep import load_sweep_config, run_sweep
+
+        # 1. fixture
+        cfg = load_sweep_config(sweep_yaml, {"num_samples": int(trials)})
+        _step(echo, 1, f"fixture dataset for the sweep ({cfg.proxy.dataset})")
+        _write_fixture(cfg, echo)
+
+        # 2. sweep (reuse a finished one, resume an interrupted one)
+        state_file = cfg.sweep_dir / "state.json"
+        status = _sweep_status(state_file)
+        if status == "finished" and _finished_trials(cfg.sweep_dir) >= trials:
+            _step(echo, 2, f"sweep {cfg.name}: reusing the finished sweep in {cfg.sweep_dir} (--fresh to redo)")
+            from topnas.platform.sweep import load_trials
+
+            table_df = load_trials(cfg.sweep_dir)
+        else:
+            resume = status is not None
+            if resume:
+                from topnas.platform.sweep import load_saved_config
+
+                cfg = load_saved_config(cfg.sweep_dir)
+            _step(echo, 2, f"sweep {cfg.name}: {cfg.num_samples} trials, {cfg.max_concurrent} at a time, "
+                           f"{cfg.sampler}, embedded Ray" + (" (resuming)" if resume else ""))
+            result = run_sweep(cfg, address=None, resume=resume, num_cpus=num_cpus)
+            table_df = result.trials
+            echo(f"   sweep done in {result.elapsed_s:.0f} s: {result.counts}, hypervolume {result.hypervolume:.4g}")
+
+        # 3. front + MLflow UI
+        from topnas.platform.pareto_plots import front_table
+
+        _step(echo, 3, "Pareto front (val mIoU vs predicted Snapdragon 865 latency)")
+        echo(front_table(table_df, "latency_ms", front_only=False))
+        echo(f"   open the MLflow UI:  mlflow ui --backend-store-uri {uri} --port 5000")
+        echo("   then http://127.0.0.1:5000 -> experiment topnas-sweeps -> run "
+             f"{cfg.name} -> Artifacts: pareto_front.png, pareto_front.html, hypervolume.png")
+
+        # 4. promote the knee, train it (scaled down), finalize, accept
+        record = P.load_sweep(cfg.name, tracking_uri=uri)
+        sel = P.select_trial(record, knee=True)
+        promo = P.promote(sel, record, out_dir=out / "promoted", scale_down=str(experiments_dir() / FULL_FIXTURE),
+                          max_iters=full_iters)
+        _step(echo, 4, f"promote the knee: trial {sel.trial_id}, variant {sel.variant_id} (proxy mIoU "
+                       f"{sel.value('val_mIoU'):.4f}, {sel.value('latency_ms'):.2f} ms predicted), size class "
+                       f"{promo.size.name}")
+        echo(f"   160k ADE20K recipe: {promo.yaml_path}")
+        echo(f"   scaled-down run:    {promo.train_yaml}")
+        echo(f"   registry: {promo.model_name} v{promo.version}, alias challenger")
+        echo(f"   full training (scaled down) {promo.run_name} ...")
+        launched = P.launch_local(promo)
+        fin = launched.finalized
+        echo(f"   final mIoU {fin.final_miou:.4f} (proxy {fin.promoted['proxy_mIoU']:.4f}); ONNX export predicted "
+             f"{fin.latency_ms:.2f} ms [{fin.latency_lo:.2f}, {fin.latency_hi:.2f}]; {promo.model_name} "
+             f"v{fin.version} = challenger")
+        decision = P.accept(fin.run_id, tracking_uri=uri, model_name=promo.model_name)
+        echo(f"   accept: {decision.reason}")
+    elapsed = time.perf_counter() - t0
+    echo(f"demo finished in {elapsed / 60:.1f} min; everything is under {out}")
+    return DemoResult(out=out, tracking_uri=uri, sweep=cfg.name, front_size=int(table_df["pareto"].sum()),
+                      trials=len(table_df), promoted_yaml=promo.yaml_path, train_yaml=promo.train_yaml,
+                      challenger=fin.version, champion=decision.champion, full_run_id=fin.run_id,
+                      final_miou=fin.final_miou, latency_ms=fin.latency_ms, elapsed_s=elapsed)
+
+
+def _step(echo: Callable[[str], None], n: int, text: str) -> None:
+    echo(f"[{n}/4] {text}")
+
+
+def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
+    from topnas.platform.data import DATASET_DIRNAME, write_fixture
+
+    spec = dict(cfg.proxy.fixture or {})
+    root = Path(cfg.proxy.dataset)
+    target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
+    if (target / "images").is_dir():
+        echo(f"   present: {target}")
+        return
+    if not spec:
+        raise ConfigError("proxy.dataset", str(root), "an existing dataset or a proxy.fixture spec")
+    out = root.parent if root.name == DATASET_DIRNAME else root
+    write_fixture(out, num_classes=spec.get("classes", 5), train=spec.get("train", 16), val=spec.get("val", 4),
+                  size=tuple(spec.get("size", (128, 160))), seed=spec.get("seed", 0))
+    echo(f"   wrote {target}")
+
+
+def _sweep_status(state_file: Path) -> str | None:
+    import json
+
+    if not state_file.is_file():
+        return None
+    try:
+        return str(json.loads(state_file.read_text()).get("status") or "running")
+    except (OSError, ValueError):
+        return "running"
+
+
+def _finished_trials(sweep_dir: Path) -> int:
+    from topnas.platform.sweep import load_trials
+
+    df = load_trials(sweep_dir)
+    return 0 if df.empty else int((df["status"] != "infeasible").sum())
