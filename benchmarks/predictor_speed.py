@@ -14,7 +14,7 @@ import os
 import random
 import time
 
-from topnas.platform.latency.predictor import LatencyPredictor, PACKAGED
+from topnas.platform.latency.predictor import PACKAGED, LatencyPredictor
 from topnas.search_spaces import default_space
 
 

@@ -623,7 +623,7 @@ def scale_down_experiment(
         "_base_": [promoted_yaml.name],
         "name": promoted_yaml.stem.replace("_160k_ade20k", "") + f"_{iters}it_fixture",
         "model": {"num_classes": int(small_model.get("num_classes", 5)),
-                  "norm": small_model.get("norm", "BN")},
+                  "norm": small_model.get("norm", "BN"), "pretrained": small_model.get("pretrained")},
         "data": small.get("data") or {},
         "schedule": {"max_iters": iters, "warmup_iters": min(warmup, iters)},
         "runtime": {"log_interval": min(int(runtime.get("log_interval", 20)), iters),
@@ -836,7 +836,8 @@ def submit_ray_job(
 
     The job runs ``<python> -m topnas promote --run-full <yaml> ...`` in a copy of
     ``working_dir`` (default: the checkout; ``.gitignore``-d paths such as ``.venv`` and ``runs``
-    stay behind). ``python`` is the interpreter on the cluster nodes (design notes: a bare
+    stay behind); a YAML inside it is passed by relative path, one outside by absolute path
+    (right for a cluster on this machine or on a shared file system). ``python`` is the interpreter on the cluster nodes (design notes: a bare
     ``python`` resolved to the system one); default this process's interpreter, right for a local
     cluster. ``env`` reaches the job: ``MLFLOW_TRACKING_URI`` (``tracking_uri``, as the cluster sees
     the server), ``RAY_AUTH_MODE`` when set here, and for a cluster on this machine ``TOPNAS_HOME``
@@ -848,8 +849,11 @@ def submit_ray_job(
     yaml_abs = Path(promotion.train_yaml).resolve()
     try:
         yaml_arg = str(yaml_abs.relative_to(working_dir.resolve()))
-    except ValueError:
-        raise ConfigError("promoted YAML", str(yaml_abs), f"a file under the job's working_dir {working_dir}") from None
+    except ValueError:  # e.g. --out-dir elsewhere: fine when the cluster shares this file system
+        yaml_arg = str(yaml_abs)
+        if not _LOCAL_HOSTS.match(address.strip()):
+            log.warning("%s is outside the job's working_dir %s: the job reads it by absolute path, so the "
+                        "cluster nodes must share this file system", yaml_abs, working_dir)
     python = python or os.environ.get("TOPNAS_CLUSTER_PYTHON") or sys.executable
     env_vars = {"MLFLOW_TRACKING_URI": tracking_uri or promotion.tracking_uri, "RAY_USAGE_STATS_ENABLED": "0"}
     if os.environ.get("RAY_AUTH_MODE"):
@@ -927,7 +931,10 @@ def run_full_training(
     uri = tracking.resolve_tracking_uri(tracking_uri)
     client = tracking.get_client(uri)
     mv = client.get_model_version(model_name, str(model_version))
-    lineage = {k: v for k, v in mv.tags.items() if k.startswith(T) and k != TAG_STAGE}
+    # The variant id the training package tags is that of the trained config (its num_classes may
+    # differ from the sweep's): the sweep's id goes on the run as topnas.promoted_variant_id.
+    lineage = {(T + "promoted_variant_id" if k == TAG_VARIANT else k): v for k, v in mv.tags.items()
+               if k.startswith(T) and k not in (TAG_STAGE, TAG_TRAIN_RUN)}
     lineage.update({TAG_MODEL_NAME: model_name, TAG_PROMOTED_VERSION: str(model_version), "topnas.kind": "promoted_full"})
     cfg = load_config(yaml_path)
     result = run_training(cfg, run_name=run_name, resume="auto", tracking_uri=uri, extra_tags=lineage)

@@ -65,7 +65,11 @@ def _train(args: argparse.Namespace) -> int:
         run_name, mode = args.resume, "must"
     else:
         run_name, mode = args.run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", "never"
-    result = run_training(cfg, run_name=run_name, resume=mode)
+    try:
+        result = run_training(cfg, run_name=run_name, resume=mode)
+    except KeyboardInterrupt:
+        print(f"continue the run with: topnas train --resume {run_name}", flush=True)
+        raise
     m = result.metrics
     print(f"run {result.run_name}: {result.iteration}/{cfg.schedule.max_iters} iterations in {result.elapsed_s:.0f} s")
     if "val_mIoU" in m:

@@ -23,9 +23,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
-from topnas.errors import ConfigError, TopnasError
+from topnas.errors import ConfigError
 
 __all__ = [
     "COLUMNS",
@@ -308,7 +308,7 @@ def samples_from(df, stat: str = "median_ms", combine: str = "min") -> list[Samp
     if combine not in reducers:
         raise ConfigError("combine", combine, list(reducers))
     out = []
-    for vid, group in df.groupby("variant_id", sort=False):
+    for _, group in df.groupby("variant_id", sort=False):
         vals = group[stat].to_numpy(dtype=float)
         if np.isnan(vals).all():
             vals = group["median_ms"].to_numpy(dtype=float)

@@ -33,8 +33,10 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
 
 ``proxy.train`` is a partial training config (the sections of
 :class:`topnas.platform.train.config.TrainConfig`); the sweep owns ``name``, ``model``,
-``schedule.max_iters``, ``data.root`` / ``crop_size``, ``runtime.eval_interval`` /
-``checkpoint_interval`` / ``seed``, ``scaling`` and ``tracking`` and rejects them there.
+``schedule.max_iters``, ``data.root`` / ``crop_size`` / ``fixture`` / ``samples_per_gpu`` /
+``val_max_samples``, ``runtime.eval_interval`` / ``checkpoint_interval`` / ``seed``, the worker
+fields of ``scaling`` and ``tracking``, and rejects them there. ``scaling.report_poll_s``
+defaults to 0.2 s (each ``ray.train.report`` blocks about that long).
 
 Everything is checked at load time, including one full training config built for the space's first
 variant and the latency predictor file, so a typo fails with the field, the value and the allowed
@@ -73,7 +75,8 @@ _TOP_KEYS = ("name", "search_space", "objectives", "seed", "sampler", "num_sampl
              "latency", "proxy", "asha", "tracking", "storage")
 # Sections of the training config the sweep sets itself (per trial, from `proxy`).
 _OWNED_TRAIN_KEYS = {
-    "name": None, "model": None, "tracking": None, "scaling": None, "fault_injection": None,
+    "name": None, "model": None, "tracking": None, "fault_injection": None,
+    "scaling": ("num_workers", "use_gpu", "cpus_per_worker", "max_failures", "storage_path", "ray_address"),
     "schedule": ("max_iters",), "data": ("root", "crop_size", "fixture", "samples_per_gpu", "val_max_samples"),
     "runtime": ("eval_interval", "checkpoint_interval", "seed"),
 }
@@ -388,7 +391,8 @@ class SweepConfig:
                      "val_max_samples": p.val_max_samples, "fixture": p.fixture},
             "schedule": {"max_iters": p.iterations},
             "runtime": {"eval_interval": every, "checkpoint_interval": every, "seed": self.seed},
-            "scaling": {"num_workers": p.workers_per_trial, "use_gpu": p.use_gpu,
+            "scaling": {"report_poll_s": 0.2, **dict(raw.get("scaling") or {}),
+                        "num_workers": p.workers_per_trial, "use_gpu": p.use_gpu,
                         "cpus_per_worker": p.cpus_per_worker, "max_failures": p.max_failures,
                         "storage_path": str(self.sweep_dir / "train")},
             "tracking": {"enabled": True, "uri": tracking_uri or self.tracking_uri, "experiment": self.experiment,

@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("topnas.train.progress")
 
 
 class InjectedFault(RuntimeError):
@@ -158,6 +159,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point: ``loop_config = {"config": TrainConfig, "job": TrainJob}``."""
     _quiet_worker_logs()
     return run_loop(loop_config["config"], loop_config["job"], RaySession())
+
+
+def _say(message: str) -> None:
+    """A progress line: through logging (Ray Train sends it to the driver once; print() shows twice)."""
+    progress_log.info(message)
 
 
 def _quiet_worker_logs() -> None:
@@ -267,7 +273,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
 
         report = load_checkpoint(model, cfg.model.pretrained, verbose=False)
         if rank == 0:
-            print(f"[train] pretrained {cfg.model.pretrained}: {report.summary().splitlines()[0]}", flush=True)
+            _say(f"[train] pretrained {cfg.model.pretrained}: {report.summary().splitlines()[0]}")
     if norm == "SyncBN" and use_cuda:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -280,8 +286,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
             state = load_training_state(ckpt, rank=rank, model=model, optimizer=optimizer, scaler=scaler, cfg=cfg)
             start_iter, rng_state = state.iteration, state.rng
             if rank == 0:
-                print(f"[train] resumed {job.run_name} at iteration {start_iter}/{sched.max_iters} from {ckpt}",
-                      flush=True)
+                _say(f"[train] resumed {job.run_name} at iteration {start_iter}/{sched.max_iters} from {ckpt}")
     net = session.prepare_model(model, rt.find_unused_parameters)
 
     from topnas.platform.data import seg_collate
@@ -339,8 +344,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
             speed = images_per_iter * timed_iters / elapsed if elapsed > 0 else float("nan")
             eta = (sched.max_iters - it) * elapsed / timed_iters if timed_iters else float("nan")
             if rank == 0:
-                print(f"[train] it {it}/{sched.max_iters} | loss {interval_loss:.4f} | lr {lr:.3e} | "
-                      f"{speed:.2f} img/s | eta {_format_eta(eta)}", flush=True)
+                _say(f"[train] it {it}/{sched.max_iters} | loss {interval_loss:.4f} | lr {lr:.3e} | "
+                     f"{speed:.2f} img/s | eta {_format_eta(eta)}")
                 if logger:
                     logger.metrics({"loss": interval_loss, "lr": lr, "images_per_s": speed}, step=it)
             loss_sum.zero_()
@@ -354,8 +359,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
                               num_classes=cfg.model.num_classes, max_samples=cfg.data.val_max_samples, amp=amp)
             last_eval = {"val_mIoU": result["mIoU"], "val_mAcc": result["mAcc"], "val_aAcc": result["aAcc"]}
             if rank == 0:
-                print(f"[eval] it {it}: mIoU {result['mIoU']:.4f} mAcc {result['mAcc']:.4f} "
-                      f"aAcc {result['aAcc']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+                _say(f"[eval] it {it}: mIoU {result['mIoU']:.4f} mAcc {result['mAcc']:.4f} "
+                     f"aAcc {result['aAcc']:.4f} ({time.perf_counter() - t0:.1f} s)")
                 if logger:
                     logger.metrics(last_eval, step=it)
                     if it == sched.max_iters:
@@ -423,5 +428,5 @@ def _log_final_artifacts(cfg: TrainConfig, model: nn.Module, optimizer: torch.op
             else:
                 logger.artifact(path, "onnx")
                 logger.tags({"topnas.onnx_input_size": f"{variant.input_size[0]}x{variant.input_size[1]}"})
-                print(f"[train] ONNX export {variant.input_size[0]}x{variant.input_size[1]} logged "
-                      f"({time.perf_counter() - t0:.1f} s)", flush=True)
+                _say(f"[train] ONNX export {variant.input_size[0]}x{variant.input_size[1]} logged "
+                     f"({time.perf_counter() - t0:.1f} s)")

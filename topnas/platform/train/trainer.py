@@ -247,7 +247,7 @@ def run_training(
     try:
         result = _fit(cfg, run_name, storage, run_dir, uri, mlflow_run_id, callbacks)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         status = "KILLED"
         raise
     finally:
@@ -295,6 +295,8 @@ def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str
     with _env(HEALTH_CHECK_ENV, str(s.report_poll_s)):
         try:
             result = trainer.fit()
+        except SystemExit:  # Ray's SIGINT handler aborts the run, then exits
+            raise KeyboardInterrupt(f"training run {run_name!r} aborted") from None
         except Exception as exc:
             raise TrainingFailed(f"training run {run_name!r} failed after {s.max_failures} restart(s): "
                                  f"{_first_line(exc)}; continue it with `topnas train --resume {run_name}`") from exc

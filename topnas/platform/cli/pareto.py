@@ -1,0 +1,38 @@
+"""`topnas pareto show`: a sweep's Pareto front as a terminal table, sortable by either objective."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pareto", help="inspect the Pareto front of a sweep",
+                       description="Read a sweep's trials.jsonl (no Ray, no tracking server needed).")
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = psub.add_parser("show", help="the front (or every trial) as a table")
+    s.add_argument("sweep", help="sweep name (under <runs>/sweeps) or sweep folder")
+    s.add_argument("--sort", choices=("latency_ms", "val_mIoU"), default="latency_ms",
+                   help="latency_ms: fastest first (default); val_mIoU: most accurate first")
+    s.add_argument("--all", action="store_true", help="every finished trial, not only the front")
+    s.add_argument("--storage", help="sweeps folder (default: <runs>/sweeps)")
+    s.set_defaults(func=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from topnas.platform import pareto as P
+    from topnas.platform.pareto_plots import front_table
+    from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.records import SweepState, load_trials, resolve_sweep_dir
+
+    folder = resolve_sweep_dir(args.sweep, args.storage)
+    df = load_trials(folder)
+    state = SweepState.load(folder)
+    if df.empty:
+        print(f"sweep {state.name}: no finished trial yet ({folder})")
+        return 0
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(df["status"].value_counts().items()))
+    hv = P.hypervolume(P.points_from_records(df.to_dict("records"), OBJECTIVES), state.reference_point, OBJECTIVES)
+    print(f"sweep {state.name} ({state.status}): {counts}; {int(df['pareto'].sum())} on the front; "
+          f"hypervolume {hv:.4g}")
+    print(front_table(df, args.sort, front_only=not args.all))
+    print(f"MLflow parent run {state.parent_run_id} at {state.tracking_uri}")
+    return 0
