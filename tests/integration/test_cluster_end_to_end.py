@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,10 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
     from topnas.platform import promote as P
     from topnas.platform.cli import main
 
+    def say(msg: str) -> None:  # progress lines survive capsys
+        with capsys.disabled():
+            print(msg, flush=True)
+
     runs = tmp_path / "runs"
     data = runs / "data" / "it_fixture"
     monkeypatch.setenv("TOPNAS_HOME", str(runs))
@@ -184,7 +189,7 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
                                              "excludes": [".venv", "runs", ".git", "**/__pycache__"]})
     status = _wait_job(jobs, sweep_job)
     logs = jobs.get_job_logs(sweep_job)
-    print(f"[it] sweep job {sweep_job}: {status} in {time.perf_counter() - t0:.0f} s\n{logs[-3000:]}")
+    say(f"[it] sweep job {sweep_job}: {status} in {time.perf_counter() - t0:.0f} s\n{logs[-3000:]}")
     assert status == "SUCCEEDED", logs[-6000:]
 
     record = P.load_sweep("it_cluster_sweep", tracking_uri=mlflow_server_uri)
@@ -195,7 +200,7 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
                                   filter_string=f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'")
     trained = [r for r in children if "val_mIoU" in r.data.metrics]
     assert len(trained) >= 3
-    print(f"[it] {len(children)} child runs, front {list(record.front['trial_id'])}")
+    say(f"[it] {len(children)} child runs, front {list(record.front['trial_id'])}")
 
     # ---- promote the knee, scaled down, as a second Ray job -----------------------------------
     full_yaml = _tiny_full_yaml(tmp_path, data)
@@ -204,7 +209,7 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
     rc = main(["promote", "--sweep", "it_cluster_sweep", "--knee", "--scale-down", str(full_yaml),
                "--model-name", MODEL, "--out-dir", str(out_dir), "--address", dashboard, "--wait", "120"])
     out = capsys.readouterr().out
-    print(out)
+    say(out)
     assert rc == 0
     job_id = next(line.split()[3] for line in out.splitlines() if line.startswith("submitted Ray job"))
     promoted = client.get_model_version_by_alias(MODEL, "challenger")
@@ -213,7 +218,7 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
     t1 = time.perf_counter()
     status = _wait_job(jobs, job_id)
     logs = jobs.get_job_logs(job_id)
-    print(f"[it] full-run job {job_id}: {status} in {time.perf_counter() - t1:.0f} s\n{logs[-3000:]}")
+    say(f"[it] full-run job {job_id}: {status} in {time.perf_counter() - t1:.0f} s\n{logs[-3000:]}")
     assert status == "SUCCEEDED", logs[-6000:]
 
     # ---- registry: challenger = the trained version, lineage back to the sweep ----------------
@@ -248,7 +253,7 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == str(trained_v.version)
 
     # ---- the MLflow UI serves the parent run's pareto_front.png (headless Chromium) -----------
-    _check_ui_serves_pareto_png(mlflow_server_uri, record.parent_run_id, parent.info.experiment_id, tmp_path)
+    _check_ui_serves_pareto_png(mlflow_server_uri, record.parent_run_id, parent.info.experiment_id, tmp_path, say)
 
 
 def _chromium() -> str | None:
@@ -259,24 +264,26 @@ def _chromium() -> str | None:
     return None
 
 
-def _check_ui_serves_pareto_png(uri: str, run_id: str, experiment_id: str, tmp_path: Path) -> None:
+def _check_ui_serves_pareto_png(uri: str, run_id: str, experiment_id: str, tmp_path: Path, say) -> None:
     url = f"{uri}/get-artifact?path=pareto_front.png&run_uuid={run_id}"
     with urllib.request.urlopen(url, timeout=30) as resp:
         body = resp.read()
     assert body[:8] == b"\x89PNG\r\n\x1a\n", "the UI's artifact endpoint did not return a PNG"
     chromium = _chromium()
-    if chromium is None:
-        pytest.skip("headless-Chromium check skipped: /usr/bin/chromium is not installed "
-                    "(CI: apt-get install -y chromium; .ci/run does it)")
+    if chromium is None:  # everything else passed: warn (visible in the -ra summary), do not fail
+        warnings.warn("headless-Chromium check of the MLflow UI SKIPPED: /usr/bin/chromium is not installed "
+                      "(apt-get install -y chromium; .ci/run does it)", stacklevel=2)
+        say("[it] SKIPPED the MLflow-UI browser check: no chromium (apt-get install -y chromium)")
+        return
     profile = tmp_path / "chromium-profile"
-    shot = tmp_path / "pareto_front_in_ui.png"
-    # 1. the image itself, loaded by the browser from the UI's artifact endpoint
-    res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
-                          "--window-size=1100,800", url], capture_output=True, text=True, timeout=120)
-    assert shot.is_file() and shot.stat().st_size > 1000, res.stderr[-2000:]
-    # 2. the run's artifact page of the UI (a React app) lists the file once its scripts have run
-    page = f"{uri}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
+    # The UI (a React app) previews an artifact selected in the run's Artifacts tab as an <img>
+    # whose blob it fetched from the server; /get-artifact itself answers as a download.
+    page = f"{uri}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/pareto_front.png"
     res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
                           "--dump-dom", page], capture_output=True, text=True, timeout=180)
-    assert "pareto_front.png" in res.stdout, (res.stdout[-2000:], res.stderr[-2000:])
-    print(f"[it] MLflow UI serves pareto_front.png ({len(body)} bytes); screenshot {shot}")
+    assert '<img alt="pareto_front.png" src="blob:' in res.stdout, (res.stdout[-2000:], res.stderr[-2000:])
+    shot = tmp_path / "mlflow_ui_pareto_front.png"
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+                    "--window-size=1400,1000", f"--screenshot={shot}", page], capture_output=True, timeout=180)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    say(f"[it] MLflow UI shows pareto_front.png ({len(body)} bytes); screenshot {shot}")

@@ -220,3 +220,18 @@ def test_cli_bad_key_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> Non
     rc = cli_main(["train", str(EXPERIMENTS / "demo_tiny_fixture.yaml"), "--set", "optimizer.lrr=1", "--print-config"])
     assert rc == 2
     assert "optimizer.lrr" in capsys.readouterr().err
+
+
+def test_cli_resume_unknown_run_without_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli_main(["train", "--resume", "nope", "--storage", str(tmp_path)])
+    assert rc == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_config_pickles_without_its_cached_variant(make_config) -> None:
+    import pickle
+
+    cfg = make_config()
+    _ = cfg.variant
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg and "variant" not in again.__dict__ and again.variant.id == cfg.variant.id

@@ -108,7 +108,8 @@ def evaluate(
 
 def plot_predicted_vs_measured(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
                                title: str = "") -> Path:
-    """Scatter of predicted vs measured (predictor and FLOPs baseline) with +-10% bands."""
+    """Left: predicted vs measured (log-log, +-10% band, predictor intervals, FLOPs baseline).
+    Right: relative error vs measured latency for both, with the +-5% / +-10% bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,20 +121,35 @@ def plot_predicted_vs_measured(rows: Sequence[Mapping[str, Any]], path: str | os
     f = np.array([r["flops_baseline_ms"] for r in rows])
     lo = np.array([r["lo_ms"] for r in rows])
     hi = np.array([r["hi_ms"] for r in rows])
-    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
-    top = 1.1 * max(m.max(), p.max(), f.max())
-    xs = np.linspace(0, top, 10)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5), dpi=110)
+    a, b = 0.8 * min(m.min(), p.min(), f.min()), 1.25 * max(m.max(), p.max(), f.max())
+    xs = np.geomspace(a, b, 20)
     ax.plot(xs, xs, "k-", lw=1, label="y = x")
-    ax.fill_between(xs, 0.9 * xs, 1.1 * xs, color="0.85", label="+-10%")
-    ax.scatter(m, f, s=18, marker="x", color="tab:orange", label="FLOPs baseline")
-    ax.errorbar(m, p, yerr=[p - lo, hi - p], fmt="o", ms=4, color="tab:blue", ecolor="tab:blue", alpha=0.8,
-                elinewidth=0.6, label="kernel predictor (interval)")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
+    ax.fill_between(xs, 0.9 * xs, 1.1 * xs, color="0.88", label="+-10%")
+    ax.scatter(m, f, s=22, marker="x", color="tab:orange", label="FLOPs-only baseline")
+    ax.errorbar(m, p, yerr=[p - lo, hi - p], fmt="o", ms=4, color="tab:blue", ecolor="tab:blue", alpha=0.85,
+                elinewidth=0.7, label="kernel predictor (interval)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(a, b)
+    ax.set_ylim(a, b)
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
-    ax.set_title(title or "held-out variants")
     ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("predicted vs measured (held-out)", fontsize=10)
+
+    ax2.axhspan(-10, 10, color="0.92")
+    ax2.axhspan(-5, 5, color="0.84")
+    ax2.axhline(0, color="k", lw=1)
+    ax2.scatter(m, 100 * (f / m - 1), s=22, marker="x", color="tab:orange", label="FLOPs-only baseline")
+    ax2.scatter(m, 100 * (p / m - 1), s=18, color="tab:blue", label="kernel predictor")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("measured latency (ms)")
+    ax2.set_ylabel("prediction error (%)")
+    ax2.set_title("relative error (bands: +-5%, +-10%)", fontsize=10)
+    ax2.legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,10 +174,12 @@ def write_report(result: Mapping[str, Any], out_dir: str | os.PathLike[str], *, 
         w.writeheader()
         w.writerows(rows)
     h = result["heldout"]["predictor"]
+    f = result["heldout"]["flops_baseline"]
     plot_predicted_vs_measured(
         rows, files["plot"],
-        title=f"{result['device'].get('device')} / {result['device'].get('runtime')}: {h['n']} held-out, "
-              f"{100 * h['within_10']:.0f}% within 10%, rho {h['spearman']:.3f}")
+        title=f"{result['device'].get('device')} / {result['device'].get('runtime')}: {h['n']} held-out variants; "
+              f"predictor {100 * h['within_10']:.0f}% within +-10%, Spearman {h['spearman']:.3f}; FLOPs "
+              f"{100 * f['within_10']:.0f}%, {f['spearman']:.3f}")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         files["mlflow_run_id"] = _log_mlflow(result, files, uri, experiment, calibration)

@@ -272,7 +272,7 @@ def _fit(cfg: SweepConfig, state: R.SweepState, predictor_id: str, resume: bool)
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent),
-                    scheduler=make_scheduler(cfg), num_samples=num_samples, max_concurrent_trials=cfg.max_concurrent,
+                    scheduler=make_scheduler(cfg), num_samples=num_samples,
                     trial_dirname_creator=_trial_dirname,
                 ),
                 run_config=tune.RunConfig(

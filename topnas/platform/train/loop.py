@@ -314,7 +314,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
 
     images_per_iter = cfg.data.samples_per_gpu * world
     it = start_iter
-    loss_sum, loss_n = torch.zeros((), dtype=torch.float64), 0
+    # loss: mean over the iterations since the last log line or report (kept on the device: no per-step sync)
+    loss_sum, loss_n = torch.zeros((), dtype=torch.float64, device=device), 0
     tic, timed_iters = time.perf_counter(), 0
     speed = float("nan")
     last_eval: dict[str, float] = {}
@@ -333,7 +334,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        loss_sum += loss.detach().double().cpu()
+        loss_sum += loss.detach().double()
         loss_n += 1
         it += 1
         timed_iters += 1

@@ -1,0 +1,61 @@
+"""`topnas sweep` rejects bad input before Ray starts; `topnas pareto show` reads a sweep folder."""
+from __future__ import annotations
+
+import pytest
+
+from topnas.platform.cli import main
+from topnas.platform.sweep import Ledger, TrialRecord
+from topnas.platform.sweep.records import SweepState
+
+from .conftest import sweep_dict, write_sweep_yaml
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sampler.name": "random"}, "sampler.name: got 'random'; allowed: ['gp', 'nsga2', 'tpe']"),
+    ({"proxy.workers_per_trial": 0}, "proxy.workers_per_trial"),
+    ({"latency.budget_ms": 1.0}, "latency.budget_ms: got 1.0"),
+    ({"asha": {"enabled": True}}, "asha.enabled"),
+    ({"surprise": True}, "unknown key(s) ['surprise']"),
+])
+def test_invalid_sweep_yaml_is_rejected_before_ray_starts(tmp_path, test_predictor, capsys, change, message):
+    import ray
+
+    path = write_sweep_yaml(tmp_path / "bad.yaml", sweep_dict(tmp_path, test_predictor, **change))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not ray.is_initialized()
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_resume_needs_an_existing_sweep(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TOPNAS_HOME", str(tmp_path))
+    assert main(["sweep", "--resume", "ghost"]) == 2
+    assert "sweep: got 'ghost'" in capsys.readouterr().err
+    assert main(["sweep"]) == 2
+
+
+def test_print_config(tmp_path, test_predictor, capsys):
+    path = write_sweep_yaml(tmp_path / "ok.yaml", sweep_dict(tmp_path, test_predictor))
+    assert main(["sweep", str(path), "--set", "num_samples=3", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "num_samples: 3" in out and "# sweep folder" in out
+
+
+def test_pareto_show_sorts_and_filters(tmp_path, capsys):
+    folder = tmp_path / "s"
+    ledger = Ledger(folder)
+    rows = [("a", "completed", 0.30, 20.0), ("b", "completed", 0.20, 10.0), ("c", "completed", 0.10, 30.0),
+            ("d", "early_stopped", 0.5, 5.0)]
+    for tid, status, miou, lat in rows:
+        ledger.append(TrialRecord(trial_id=tid, variant_id=f"tf-{tid}", status=status, val_mIoU=miou,
+                                  latency_ms=lat, latency_lo=lat - 1, latency_hi=lat + 1, params=10, macs=20,
+                                  run_id=f"r{tid}"))
+    SweepState("s", "parent", "1", "sqlite:///x", {"val_mIoU": 0.0, "latency_ms": 40.0}, "p").save(folder)
+    assert main(["pareto", "show", str(folder), "--sort", "val_mIoU"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("tf-a") < out.index("tf-b") and "tf-c" not in out and "tf-d" not in out
+    assert "hypervolume 7" in out  # 0.2 x 30 + 0.1 x 10 against (0, 40 ms)
+    assert main(["pareto", "show", str(folder), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"tf-{t}" in out for t in "abcd") and out.index("tf-b") < out.index("tf-a")

@@ -1,0 +1,133 @@
+"""SweepSearch without Ray running: objectives, latency budget, statuses told to Optuna, resume."""
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from optuna.trial import TrialState
+
+from topnas.platform.sweep import Ledger, SweepConfig
+from topnas.platform.sweep import estimates
+from topnas.platform.sweep.searcher import INFEASIBLE_MIOU, LATENCY_CONSTRAINT, META_KEY, SweepSearch, open_study
+
+from .conftest import sweep_dict
+
+
+class FakeTracker:
+    """Stands in for MLflow: records the child runs the searcher makes."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[str, dict]] = []
+        self.finished: list[tuple[str, str]] = []
+
+    def create_child(self, run_key, run_name, tags, params, metrics):
+        self.created.append((run_key, dict(tags)))
+        return f"run-{len(self.created)}", False
+
+    def finish_child(self, run_id, status, reason, mlflow_status):
+        self.finished.append((run_id, status))
+
+
+@pytest.fixture()
+def no_macs(monkeypatch):
+    monkeypatch.setattr(estimates, "complexity_of", lambda variant: {"params": 1, "macs": 2})
+
+
+def _searcher(tmp_path, predictor, **changes):
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, predictor, **changes))
+    return cfg, SweepSearch(cfg, FakeTracker(), "pred-id")
+
+
+def _states(cfg):
+    return {t.number: t for t in open_study(cfg).get_trials()}
+
+
+def test_objectives_and_statuses(tmp_path, test_predictor, no_macs):
+    cfg, s = _searcher(tmp_path, test_predictor)
+    assert s.metric == ["val_mIoU", "latency_ms"] and s.mode == ["max", "min"]
+    configs = {t: s.suggest(t) for t in ("done", "stopped", "broken")}
+    for c in configs.values():
+        assert set(cfg.space.parameters()) <= set(c)
+        meta = c[META_KEY]
+        assert meta["variant_id"] == cfg.space.build({k: c[k] for k in cfg.space.parameters()}).id
+        assert meta["latency_lo"] <= meta["latency_ms"] <= meta["latency_hi"]
+    s.on_trial_complete("done", {"val_mIoU": 0.3, "iteration": 12})
+    s.on_trial_complete("stopped", {"val_mIoU": 0.9, "iteration": 6})   # ASHA: under-trained
+    s.on_trial_complete("broken", None, error=True)
+    s.on_trial_complete("done", {"val_mIoU": 0.5, "iteration": 12})     # told once only
+    trials = _states(cfg)
+    done = trials[configs["done"][META_KEY]["optuna_trial"]]
+    assert done.state == TrialState.COMPLETE
+    assert done.values == pytest.approx([0.3, configs["done"][META_KEY]["latency_ms"]])
+    stopped = trials[configs["stopped"][META_KEY]["optuna_trial"]]
+    assert stopped.state == TrialState.PRUNED and stopped.values is None
+    assert stopped.user_attrs["topnas.status"] == "early_stopped"
+    assert stopped.user_attrs["topnas.partial_val_mIoU"] == 0.9
+    assert trials[configs["broken"][META_KEY]["optuna_trial"]].state == TrialState.FAIL
+    assert [t.number for t in open_study(cfg).best_trials] == [done.number]
+
+
+def test_over_budget_proposals_are_recorded_never_launched(tmp_path, test_predictor, no_macs):
+    import random
+
+    probe = SweepConfig.from_dict(sweep_dict(tmp_path / "probe", test_predictor))
+    pred = estimates.load_predictor(test_predictor)
+    rng = random.Random(0)
+    budget = statistics.median(pred.predict(probe.space.sample(rng)).ms for _ in range(64))
+    cfg, s = _searcher(tmp_path, test_predictor, **{"latency.budget_ms": budget})
+    launched = [s.suggest(f"t{i}") for i in range(6)]
+    assert all(c[META_KEY]["latency_ms"] <= budget for c in launched)
+    trials = _states(cfg)
+    infeasible = [t for t in trials.values() if t.user_attrs.get("topnas.status") == "infeasible"]
+    assert infeasible, "the median budget should reject some of the first proposals"
+    for t in infeasible:
+        assert t.state == TrialState.COMPLETE and t.values[0] == INFEASIBLE_MIOU
+        assert t.constraints[LATENCY_CONSTRAINT] > 0
+    for c in launched:
+        assert trials[c[META_KEY]["optuna_trial"]].constraints[LATENCY_CONSTRAINT] <= 0
+    recs = Ledger(cfg.sweep_dir).records()
+    assert sorted(r.optuna_trial for r in recs) == sorted(t.number for t in infeasible)
+    assert all(r.status == "infeasible" and r.trial_id == f"infeasible-{r.optuna_trial}" for r in recs)
+    assert len(s._tracker.created) == len(infeasible)
+    assert all(tags["topnas.status"] == "infeasible" for _, tags in s._tracker.created)
+
+
+def test_restore_closes_stale_trials_and_keeps_live_ones(tmp_path, test_predictor, no_macs):
+    cfg, s = _searcher(tmp_path, test_predictor)
+    live = s.suggest("live")
+    finished_late = s.suggest("late")
+    snapshot = tmp_path / "searcher.pkl"
+    s.save(str(snapshot))                       # Tune's periodic snapshot
+    stale = s.suggest("stale")                  # asked after the snapshot, then the driver dies
+    s.on_trial_complete("late", {"val_mIoU": 0.2, "iteration": 12})  # finished after the snapshot
+
+    restored = SweepSearch(cfg, FakeTracker(), "pred-id")
+    restored.restore(str(snapshot))
+    trials = _states(cfg)
+    assert trials[stale[META_KEY]["optuna_trial"]].state == TrialState.FAIL
+    assert trials[live[META_KEY]["optuna_trial"]].state == TrialState.RUNNING
+    restored.on_trial_complete("late", {"val_mIoU": 0.2, "iteration": 12})   # replayed: not told twice
+    restored.on_trial_complete("live", {"val_mIoU": 0.4, "iteration": 12})
+    trials = _states(cfg)
+    assert trials[live[META_KEY]["optuna_trial"]].state == TrialState.COMPLETE
+    assert trials[finished_late[META_KEY]["optuna_trial"]].values[0] == pytest.approx(0.2)
+    assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
+
+
+def test_proxy_asha_never_stops_the_final_evaluation():
+    from ray.tune.schedulers import TrialScheduler
+
+    from topnas.platform.sweep.scheduler import ProxyASHA
+
+    class T:
+        def __init__(self, tid):
+            self.trial_id = tid
+
+    asha = ProxyASHA(final_iteration=20, time_attr="iteration", metric="val_mIoU", mode="max", max_t=20,
+                     grace_period=5, reduction_factor=2, stop_last_trials=False)
+    good, bad, late = T("good"), T("bad"), T("late")
+    for t in (good, bad, late):
+        asha.on_trial_add(None, t)
+    assert asha.on_trial_result(None, good, {"iteration": 5, "val_mIoU": 0.5}) == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(None, bad, {"iteration": 5, "val_mIoU": 0.1}) == TrialScheduler.STOP
+    assert asha.on_trial_result(None, late, {"iteration": 20, "val_mIoU": 0.0}) == TrialScheduler.CONTINUE
