@@ -55,7 +55,7 @@ def test_pareto_show_sorts_and_filters(tmp_path, capsys):
     assert main(["pareto", "show", str(folder), "--sort", "val_mIoU"]) == 0
     out = capsys.readouterr().out
     assert out.index("tf-a") < out.index("tf-b") and "tf-c" not in out and "tf-d" not in out
-    assert "hypervolume 7" in out  # 0.2 x 30 + 0.1 x 10 against (0, 40 ms)
+    assert "hypervolume 8" in out  # 0.2 x (40 - 10) + (0.3 - 0.2) x (40 - 20) against (0, 40 ms)
     assert main(["pareto", "show", str(folder), "--all"]) == 0
     out = capsys.readouterr().out
     assert all(f"tf-{t}" in out for t in "abcd") and out.index("tf-b") < out.index("tf-a")
