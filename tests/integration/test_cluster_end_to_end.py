@@ -146,17 +146,8 @@ def _wait_job(client, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> str:
 
 
 def _sweep_entrypoint(sweep_yaml: Path) -> str:
-    # TODO(lead): once `topnas sweep` (topnas/platform/cli/sweep.py) exists, this is simply
-    #   f"{sys.executable} -m topnas sweep {sweep_yaml} --address auto"
-    # Until then the job calls the sweep package's API with the same meaning.
-    try:
-        import topnas.platform.cli.sweep  # noqa: F401
-        return f"{sys.executable} -m topnas sweep {sweep_yaml} --address auto"
-    except ModuleNotFoundError:
-        code = ("from topnas.platform.sweep import load_sweep_config, run_sweep; "
-                f"r = run_sweep(load_sweep_config({str(sweep_yaml)!r}), address='auto'); "
-                "print(r.table()); print('counts', r.counts)")
-        return f"{sys.executable} -c \"{code}\""
+    """`topnas sweep` with the environment's interpreter (a bare `python` in a job is the system one)."""
+    return f"{sys.executable} -m topnas sweep {sweep_yaml} --address auto"
 
 
 def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_server_uri, tmp_path,

@@ -405,3 +405,67 @@ def test_cli_accept_says_which_it_kept(sweep_env, promoted, capsys):
     assert main(["promote", "--accept", bad, "--tracking-uri", uri, "--model-name", name]) == 0
     out = capsys.readouterr().out
     assert "champion kept" in out and "it dominates" in out
+
+
+def test_finalize_uses_the_predictor_the_sweep_logged(sweep_env, tmp_path):
+    from types import SimpleNamespace
+
+    from topnas.platform.latency.predictor import LatencyPredictor, packaged_predictor
+
+    client = sweep_env["client"]
+    shifted = packaged_predictor()
+    shifted.intercept_ms += 100.0
+    path = shifted.save(tmp_path / "config" / "my_device.json")
+    (tmp_path / "config" / "sweep.yaml").write_text("name: other\n")
+    run = client.create_run(sweep_env["experiment"], run_name="other-sweep", tags={"topnas.sweep": "other"})
+    client.log_artifacts(run.info.run_id, str(tmp_path / "config"), "config")
+    fake_version = SimpleNamespace(tags={"topnas.sweep_run_id": run.info.run_id})
+    variant = preset_variant("tiny")
+    got = P._load_predictor(client, fake_version, None).predict(variant).ms
+    assert got == pytest.approx(packaged_predictor().predict(variant).ms + 100.0)
+    # an explicit predictor wins; no sweep run: the packaged one
+    assert P._load_predictor(client, fake_version, str(path)).predict(variant).ms == pytest.approx(got)
+    assert P._load_predictor(client, None, None).predict(variant).ms == pytest.approx(got - 100.0)
+    assert isinstance(P._load_predictor(client, None, "snapdragon865_tnn_1core"), LatencyPredictor)
+
+
+def test_ray_job_submission_names_the_interpreter_and_passes_tracking(record, sweep_env, tmp_path, monkeypatch):
+    """What goes to JobSubmissionClient.submit_job (a fake client: no cluster needed here)."""
+    import sys
+
+    import ray.job_submission
+
+    calls = {}
+
+    class FakeClient:
+        def __init__(self, address):
+            calls["address"] = address
+
+        def submit_job(self, **kwargs):
+            calls.update(kwargs)
+            return kwargs["submission_id"]
+
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeClient)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    work = tmp_path / "checkout"
+    promo = P.promote(P.select_trial(record, knee=True), record, model_name="m-job", out_dir=work / "experiments" / "promoted")
+    res = P.submit_ray_job(promo, address="http://127.0.0.1:8265", working_dir=work,
+                           env={"EXTRA": "1"})
+    assert res.mode == "ray-job" and res.job_id == calls["submission_id"] and calls["address"] == "http://127.0.0.1:8265"
+    entry = calls["entrypoint"].split()
+    assert entry[:4] == [sys.executable, "-m", "topnas", "promote"]
+    assert entry[entry.index("--run-full") + 1] == f"experiments/promoted/{promo.yaml_path.name}"
+    assert entry[entry.index("--model-version") + 1] == promo.version
+    assert entry[entry.index("--run-name") + 1] == promo.run_name
+    env = calls["runtime_env"]["env_vars"]
+    assert env["MLFLOW_TRACKING_URI"] == sweep_env["uri"] and env["RAY_AUTH_MODE"] == "token"
+    assert env["TOPNAS_HOME"] == str(sweep_env["runs"]) and env["EXTRA"] == "1"
+    assert calls["runtime_env"]["working_dir"] == str(work) and ".venv" in calls["runtime_env"]["excludes"]
+    mv = sweep_env["client"].get_model_version_by_alias("m-job", "challenger")
+    assert mv.tags["topnas.ray_job_id"] == res.job_id
+    # a remote cluster gets the interpreter and tracking URI it names, and no TOPNAS_HOME of this machine
+    P.submit_ray_job(promo, address="http://10.0.0.5:8265", working_dir=work, python="/opt/venv/bin/python",
+                     tracking_uri="http://mlflow:5000")
+    assert calls["entrypoint"].startswith("/opt/venv/bin/python -m topnas promote --run-full")
+    assert calls["runtime_env"]["env_vars"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "TOPNAS_HOME" not in calls["runtime_env"]["env_vars"]

@@ -972,13 +972,18 @@ def _load_predictor(client: MlflowClient, promoted: ModelVersion | None, predict
         path = Path(predictor)
         return LatencyPredictor.load(path) if path.is_file() else packaged_predictor(predictor)
     sweep_run = (promoted.tags.get(TAG_SWEEP_RUN) if promoted else "") or ""
-    if sweep_run:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = client.download_artifacts(sweep_run, "config/predictor.json", tmp)
-                return LatencyPredictor.load(local)
-            except Exception:  # noqa: BLE001 - a hand-made sweep without the file
-                log.info("sweep run %s has no config/predictor.json; using the packaged predictor", sweep_run)
+    if sweep_run:  # the sweep logs the predictor it used as config/<predictor file>.json
+        try:
+            candidates = [f.path for f in client.list_artifacts(sweep_run, "config") if f.path.endswith(".json")]
+        except Exception:  # noqa: BLE001 - a hand-made sweep record without the folder
+            candidates = []
+        for rel in candidates:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    return LatencyPredictor.load(client.download_artifacts(sweep_run, rel, tmp))
+                except Exception:  # noqa: BLE001 - some other JSON file
+                    continue
+        log.info("sweep run %s logged no latency predictor under config/; using the packaged one", sweep_run)
     return packaged_predictor()
 
 
@@ -1010,7 +1015,8 @@ def finalize(
     """Close a full run: final mIoU, predicted latency of its ONNX export, trained model version.
 
     Logs on the run (metrics, step = the run's final iteration): ``final_val_mIoU``,
-    ``final_latency_ms`` / ``_lo`` / ``_hi`` (the latency predictor of the sweep, applied to the
+    ``final_latency_ms`` / ``_lo`` / ``_hi`` (``predictor`` when given, else the predictor the sweep
+    logged under ``config/``, else the packaged Snapdragon 865 one, applied to the
     architecture of the exported graph, whose input size is checked against the ONNX file) and,
     beside them, ``promoted_proxy_mIoU`` and ``promoted_latency_ms`` / ``_lo`` / ``_hi``; plus
     ``promotion/finalize.json``. Then registers version vN+1 (source: the run's artifacts, with the

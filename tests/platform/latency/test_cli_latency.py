@@ -89,6 +89,8 @@ def test_transfer_fit_and_packaged_predict(calib, tmp_path, capsys):
     from pathlib import Path
 
     published = Path(__file__).resolve().parents[3].parent / "shared/reference/latency/snapdragon865_published.csv"
+    if not published.is_file():
+        pytest.skip("shared/reference checkout not present")
     out = tmp_path / "sd.json"
     assert main(["latency", "fit", "--calib", str(published), "--base", str(base), "--out", str(out)]) == 0
     text = capsys.readouterr().out

@@ -115,6 +115,7 @@ def test_mixed_targets_rejected_in_one_fit(tmp_path, column, other):
         check_single_target(df)
 
 
+@pytest.mark.skipif(not PUBLISHED.is_file(), reason="shared/reference checkout not present")
 def test_published_figures_are_read_as_calibration_rows():
     df = read_calibration(PUBLISHED)
     assert len(df) == 7

@@ -10,6 +10,7 @@ membership changed, ``hypervolume`` and status counts on the parent (step = fini
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,14 @@ def refresh_front(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker,
 
 
 def _error_reason(trial: Any) -> str:
-    path = getattr(trial, "error_file", None)
+    """The last line of the trial's error trace (Tune's error.txt), else a pointer to it."""
     text = ""
-    if path and Path(path).is_file():
-        text = Path(path).read_text(errors="replace")
-    elif getattr(trial, "error_msg", None):
-        text = str(trial.error_msg)
+    with contextlib.suppress(Exception):
+        text = str(trial.get_error() or "")
+    if not text:
+        path = getattr(trial, "error_file", None)
+        if path and Path(path).is_file():
+            text = Path(path).read_text(errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "the trial raised (see the Ray Tune trial's error.txt)"
 
