@@ -519,6 +519,9 @@ def build_experiment(
     inline = variant.to_dict()
     inline.pop("id", None)
     inline.pop("name", None)
+    # model.num_classes / model.norm of the training config govern; the inline copy agrees with them
+    inline["model"] = {k: v for k, v in inline["model"].items() if k != "norm"}
+    inline["model"]["num_classes"] = num_classes
     model.update({"preset": None, "variant": inline, "num_classes": num_classes})
     if not (size.exact_preset and variant.preset == size.name):
         model["pretrained"] = None
@@ -545,7 +548,7 @@ def build_experiment(
     return out
 
 
-def _header(selection: Selection, record: SweepRecord, size: SizeClass, recipe: Path) -> str:
+def _header(selection: Selection, record: SweepRecord, size: SizeClass, recipe: Path, path: Path) -> str:
     lat = (selection.value("latency_ms"), selection.value("latency_lo"), selection.value("latency_hi"))
     lines = [
         f"Promoted from sweep {record.name}: trial {selection.trial_id}, rule {selection.rule}"
@@ -555,9 +558,16 @@ def _header(selection: Selection, record: SweepRecord, size: SizeClass, recipe: 
         f"[{lat[1]:.2f}, {lat[2]:.2f}].",
         f"Size class {size.name}: {size.params / 1e6:.2f} M params, {size.macs / 1e9:.3f} GMACs at 512x512 "
         f"(150 classes); recipe {recipe.name} (lr {LR_BY_SIZE[size.name]:g}).",
-        f"Train it: topnas train experiments/{PROMOTED_SUBDIR}/<this file>   (or `topnas promote --run-full`)",
+        f"Train it: topnas train {_display_path(path)}   (registry + finalize: `topnas promote --run-full`)",
     ]
     return "".join(f"# {line}\n" for line in lines)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -767,7 +777,8 @@ def promote(
     out = Path(out_dir) if out_dir else experiments_dir() / PROMOTED_SUBDIR
     recipe = recipe_path(size.name)
     config = build_experiment(selection, size)
-    yaml_path = write_experiment(config, out / f"{config['name']}.yaml", _header(selection, record, size, recipe))
+    target = out / f"{config['name']}.yaml"
+    yaml_path = write_experiment(config, target, _header(selection, record, size, recipe, target))
     train_yaml = yaml_path
     if scale_down:
         small = scale_down_experiment(yaml_path, scale_down if isinstance(scale_down, str) else None,
