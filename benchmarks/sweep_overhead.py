@@ -50,7 +50,7 @@ def main() -> None:
     point = {k: v[0] for k, v in demo.space.parameters().items()}
     one_point = {"search_space": {**demo.space.to_dict(), **_fixed(demo.space.to_dict(), point)}}
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=args.num_cpus, log_to_driver=False)
     try:
         # 1. the proxy training alone (warm Ray: the sweep runs below also start on a warm Ray)
         tc = demo.train_config(variant, "bench-alone", tracking_uri=demo.resolved_tracking_uri())

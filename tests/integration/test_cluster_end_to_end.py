@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "cluster" / "local" / "start_local_cluster.sh"
@@ -43,11 +43,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 def _tiny_sweep_yaml(folder: Path, data: Path) -> Path:
-    """3 trials, 2 at a time (one per node), 10 proxy iterations on a tiny fixture."""
+    """2 trials at a time (one per node), 10 proxy iterations on a tiny fixture."""
     spec = yaml.safe_load((ROOT / "experiments" / "sweep_demo_fixture.yaml").read_text())
     spec.update({
         "name": "it_cluster_sweep",
-        "num_samples": 3,
+        "num_samples": 2,
         "max_concurrent": 2,
         "sampler": {"name": "nsga2", "options": {"population_size": 2}},
     })
@@ -190,7 +190,7 @@ def test_sweep_promote_and_full_run_on_a_two_node_cluster(cluster_token, mlflow_
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'")
     trained = [r for r in children if "val_mIoU" in r.data.metrics]
-    assert len(trained) >= 3
+    assert len(trained) >= 2
     say(f"[it] {len(children)} child runs, front {list(record.front['trial_id'])}")
 
     # ---- promote the knee, scaled down, as a second Ray job -----------------------------------

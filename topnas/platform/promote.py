@@ -25,8 +25,8 @@ Example::
     record = load_sweep("demo_fixture")
     sel = select_trial(record, knee=True)
     promo = promote(sel, record)                  # YAML + registry, no launch
-    launch_local(promo)                           # or submit_ray_job(promo, address=...)
-    accept(promo.full_run_id)
+    res = launch_local(promo)                     # or submit_ray_job(promo, address=...)
+    accept(res.mlflow_run_id)                     # champion, unless the current one dominates it
 """
 from __future__ import annotations
 
@@ -74,11 +74,15 @@ __all__ = [
     "SizeClass",
     "accept",
     "build_experiment",
+    "experiment_stem",
     "experiments_dir",
     "finalize",
+    "find_full_run",
+    "full_run_command",
     "launch_local",
     "load_sweep",
     "promote",
+    "recipe_path",
     "register_challenger",
     "run_full_training",
     "scale_down_experiment",

@@ -56,6 +56,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from topnas.errors import ConfigError, check_keys, check_type
+from topnas.platform.sweep.records import TRAIN_DIR
 from topnas.search_spaces import SearchSpace, Variant, default_space
 
 __all__ = [
@@ -83,32 +84,30 @@ _OWNED_TRAIN_KEYS = {
 
 
 # ----------------------------------------------------------------------------- samplers
-def _nsga2(seed: int, **options: Any):
-    import optuna
-
-    return optuna.samplers.NSGAIISampler(seed=seed, **options)
-
-
-def _tpe(seed: int, **options: Any):
-    import optuna
-
-    # constant_liar: parallel workers do not get the same proposal (design note 6).
-    options = {"multivariate": True, "constant_liar": True, **options}
-    return optuna.samplers.TPESampler(seed=seed, **options)
-
-
-def _gp(seed: int, **options: Any):
-    import optuna
-
-    return optuna.samplers.GPSampler(seed=seed, **options)
-
-
-# name -> factory(seed, **options). NSGA-II is the default; Optuna suggests TPE or GP below ~1000
-# trials (design note 2), so both are one word away.
-SAMPLERS: dict[str, Callable[..., Any]] = {"nsga2": _nsga2, "tpe": _tpe, "gp": _gp}
-_SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "tpe": "TPESampler", "gp": "GPSampler"}
+# name -> (Optuna sampler class, default options). NSGA-II is the default; Optuna suggests TPE or GP
+# below ~1000 trials (design note 2), so both are one word away. TPE's constant liar keeps parallel
+# workers from getting the same proposal (design note 6).
+_SAMPLER_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
+    "nsga2": ("NSGAIISampler", {}),
+    "tpe": ("TPESampler", {"multivariate": True, "constant_liar": True}),
+    "gp": ("GPSampler", {}),
+}
 # Constraints come from Trial.set_constraint (constraints_func is deprecated in Optuna 5).
 _SAMPLER_FORBIDDEN = ("seed", "constraints_func")
+
+
+def _sampler_factory(class_name: str, defaults: Mapping[str, Any]) -> Callable[..., Any]:
+    def make(seed: int, **options: Any) -> Any:
+        import optuna
+
+        return getattr(optuna.samplers, class_name)(seed=seed, **{**defaults, **options})
+
+    make.__name__ = f"make_{class_name}"
+    return make
+
+
+# name -> factory(seed, **options)
+SAMPLERS: dict[str, Callable[..., Any]] = {name: _sampler_factory(*spec) for name, spec in _SAMPLER_SPECS.items()}
 
 
 def make_sampler(name: str, seed: int, options: Mapping[str, Any] | None = None):
@@ -121,7 +120,7 @@ def make_sampler(name: str, seed: int, options: Mapping[str, Any] | None = None)
 def _check_sampler_options(name: str, options: Mapping[str, Any]) -> None:
     import optuna
 
-    cls = getattr(optuna.samplers, _SAMPLER_CLASSES[name])
+    cls = getattr(optuna.samplers, _SAMPLER_SPECS[name][0])
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *_SAMPLER_FORBIDDEN)]
     check_keys("sampler.options", options, accepted)
     try:
@@ -287,8 +286,6 @@ class SweepConfig:
     storage: str | None = None
     source: str | None = None  # the YAML file it was read from
 
-    objectives = OBJECTIVES
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> "SweepConfig":
         data = _mapping("sweep", data)
@@ -394,7 +391,7 @@ class SweepConfig:
             "scaling": {"report_poll_s": 0.2, **dict(raw.get("scaling") or {}),
                         "num_workers": p.workers_per_trial, "use_gpu": p.use_gpu,
                         "cpus_per_worker": p.cpus_per_worker, "max_failures": p.max_failures,
-                        "storage_path": str(self.sweep_dir / "train")},
+                        "storage_path": str(self.sweep_dir / TRAIN_DIR)},
             "tracking": {"enabled": True, "uri": tracking_uri or self.tracking_uri, "experiment": self.experiment,
                          "log_checkpoint": False, "export_onnx": False},
         }

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import yaml
 
 from topnas.errors import ConfigError
+from topnas.platform import pareto as P
 from topnas.platform import tracking
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep import records as R
@@ -109,7 +110,8 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     state = _prepare_folder(cfg, resume)
     _check_before_ray(cfg, address)
     info = estimates.predictor_info(cfg.latency.predictor)
-    uri = _absolute_sqlite(cfg.resolved_tracking_uri())
+    # A resumed sweep stays with the tracking store its parent run lives in, whatever the environment says.
+    uri = state.tracking_uri if state is not None else _absolute_sqlite(cfg.resolved_tracking_uri())
     _check_tracking_reachable(uri, address)
     client = tracking.get_client(uri)
     if state is None:
@@ -121,8 +123,8 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
 
     started_ray = False
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=num_cpus if address is None else None,
-                 log_to_driver=True, include_dashboard=False)
+        # Ray's defaults otherwise: Ray Train's placement-group cleaner asks the dashboard's state API.
+        ray.init(address=address, num_cpus=num_cpus if address is None else None)
         started_ray = True
     status = "failed"
     try:
@@ -141,8 +143,6 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
         if started_ray:
             ray.shutdown()
     trials = R.frame(R.Ledger(folder).records())
-    from topnas.platform import pareto as P
-
     hv = P.hypervolume(P.points_from_records(trials.to_dict("records"), OBJECTIVES), state.reference_point,
                        OBJECTIVES) if not trials.empty else 0.0
     return SweepResult(cfg.name, folder, state.parent_run_id, state.experiment_id, uri, trials, hv,
@@ -186,6 +186,7 @@ def _check_tracking_reachable(uri: str, address: str | None) -> None:
 def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]) -> R.SweepState:
     folder = cfg.sweep_dir
     folder.mkdir(parents=True, exist_ok=True)
+    reference = _reference_point(cfg)
     exp_id = tracking.get_or_create_experiment(cfg.experiment, client=client)
     tags = {R.SWEEP_TAG: cfg.name, R.KIND_TAG: R.KIND_SWEEP, R.STATUS_TAG: "running",
             "topnas.sampler": cfg.sampler, "topnas.predictor_id": info["id"], "topnas.sweep_dir": str(folder)}
@@ -194,7 +195,6 @@ def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]
         raise ConfigError("name", cfg.name, "a sweep name not used in this MLflow experiment",
                           hint=f"run {parent.info.run_id} of experiment {cfg.experiment!r} is sweep {cfg.name!r} "
                                f"but {folder} does not hold it; choose another name")
-    reference = _reference_point(cfg)
     state = R.SweepState(cfg.name, parent.info.run_id, exp_id, uri, reference, info["id"], created=time.time())
     (folder / R.CONFIG_FILE).write_text(cfg.to_yaml())
     (folder / R.SPACE_FILE).write_text(yaml.safe_dump({"search_space": cfg.space.to_dict()}, sort_keys=False,

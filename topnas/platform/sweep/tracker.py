@@ -121,8 +121,7 @@ class SweepTracker:
     def finish_child(self, run_id: str, status: str, reason: str, mlflow_status: str) -> None:
         self.client.set_tag(run_id, R.STATUS_TAG, status)
         self.client.set_tag(run_id, R.REASON_TAG, reason[:5000])
-        run = self.client.get_run(run_id)
-        if run.info.status in ("RUNNING", "SCHEDULED") or run.info.status != mlflow_status:
+        if self.client.get_run(run_id).info.status != mlflow_status:
             self.client.set_terminated(run_id, status=mlflow_status)
 
     def set_pareto(self, run_id: str, on_front: bool) -> None:

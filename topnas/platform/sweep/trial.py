@@ -102,6 +102,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
                               parent_run_id=ctx.parent_run_id, tracking_uri=ctx.tracking_uri, extra_tags=tags)
     except Exception as exc:
+        if client.get_run(run_id).data.tags.get(R.STATUS_TAG) == "early_stopped":
+            # ASHA stopped this trial: the driver recorded it before asking Tune to stop us, and tearing
+            # the trial down made fit() raise. Keep the driver's record (the train run closed as FAILED).
+            client.set_terminated(run_id, status="KILLED")
+            return
         client.set_tag(run_id, R.STATUS_TAG, "failed")
         client.set_tag(run_id, R.REASON_TAG, _first_line(exc)[:5000])
         raise
