@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -37,6 +37,7 @@ from topnas.platform import tracking
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
+from topnas.platform.train.trainer import _absolute_sqlite, _env  # the train package's: one rule for both
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -299,22 +300,3 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(name)
     return out
-
-
-def _absolute_sqlite(uri: str) -> str:
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
-        return prefix + str(Path(uri[len(prefix):]).absolute())
-    return uri
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
