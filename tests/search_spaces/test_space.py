@@ -8,7 +8,7 @@ import yaml
 from topnas.errors import ConfigError
 from topnas.search_spaces import SearchSpace, Variant, default_space, preset_variant
 from topnas.search_spaces.space import DEFAULT_SPACE_PATH
-from topnas.topformer import TopFormerConfig, preset_config
+from topnas.topformer import preset_config
 
 
 def _space_dict():

@@ -416,3 +416,12 @@ def _hv(costs: np.ndarray, ref: np.ndarray) -> float:
         section = section[_non_dominated_mask(section)]
         volume += _hv(section, ref[:-1]) * depth
     return float(volume)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float for finite numbers (incl. numeric strings), None for NaN, inf, None and junk."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None

@@ -394,12 +394,7 @@ def _e(value: Any) -> str:
     return html.escape(_text(value), quote=False)
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+_finite = _pareto.finite_or_none
 
 
 def _fmt_miou(value: Any) -> str:

@@ -64,6 +64,14 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 _TRUNCATED = "...[truncated]"
 
 
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///rel.db`` -> absolute: Ray workers run in another working directory."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
+        return prefix + str(Path(uri[len(prefix):]).absolute())
+    return uri
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<runs>/mlflow.db``."""
     if uri:

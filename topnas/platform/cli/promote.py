@@ -102,7 +102,7 @@ def _promote(args: argparse.Namespace) -> int:
         else:
             print(f"  MLflow run: {promo.run_name} (not started yet; it appears under experiment "
                   f"{P.FULL_EXPERIMENT} at {promo.tracking_uri})")
-        print(f"  when it finishes: topnas promote --accept <run id>")
+        print("  when it finishes: topnas promote --accept <run id>")
         return 0
     print(f"training locally: run {promo.run_name} ({promo.train_yaml})", flush=True)
     res = P.launch_local(promo, predictor=args.predictor)

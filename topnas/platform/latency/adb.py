@@ -282,16 +282,9 @@ def measure_adb(
     device: AdbDevice | None = None,
 ) -> int:
     """Measure every variant on the phone; one CSV row per (variant, pass); resumes like measure_local."""
-    from topnas.platform.latency.measure_local import _sha256, export_cached
+    from topnas.platform.latency.measure_local import _sha256, export_cached, plan_measurement
 
-    out = Path(out)
-    if passes < 1:
-        raise ConfigError("passes", passes, "an int >= 1")
-    unique: dict[str, Any] = {}
-    for v in variants:
-        unique.setdefault(v.id, v)
-    order = list(unique.values())
-    model_dir = Path(model_dir) if model_dir else out.with_name(out.stem + "_models")
+    out, order, model_dir = plan_measurement(variants, out, passes, model_dir)
     dev = device or AdbDevice(config)
     say = progress or log.info
     dev.check_attached()

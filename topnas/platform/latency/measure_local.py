@@ -133,6 +133,18 @@ def export_cached(variant, model_dir: Path) -> Path:
     return path
 
 
+def plan_measurement(variants: Iterable[Any], out: str | os.PathLike[str], passes: int,
+                     model_dir: str | os.PathLike[str] | None) -> tuple[Path, list[Any], Path]:
+    """Shared by every device: unique variants in first-seen order, and where exported models are cached."""
+    out = Path(out)
+    if passes < 1:
+        raise ConfigError("passes", passes, "an int >= 1")
+    unique: dict[str, Any] = {}
+    for v in variants:
+        unique.setdefault(v.id, v)
+    return out, list(unique.values()), Path(model_dir) if model_dir else out.with_name(out.stem + "_models")
+
+
 def measure_local(
     variants: Iterable[Any],
     out: str | os.PathLike[str],
@@ -165,14 +177,7 @@ def measure_local(
 
     from topnas.topformer.export import onnx_session
 
-    out = Path(out)
-    if passes < 1:
-        raise ConfigError("passes", passes, "an int >= 1")
-    unique: dict[str, Any] = {}
-    for v in variants:
-        unique.setdefault(v.id, v)
-    order = list(unique.values())
-    model_dir = Path(model_dir) if model_dir else out.with_name(out.stem + "_models")
+    out, order, model_dir = plan_measurement(variants, out, passes, model_dir)
     core = pick_core(core)
     previous_affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})

@@ -442,14 +442,11 @@ def load_sweep_config(path: str | os.PathLike[str], overrides: Sequence[str] | M
     """
     from topnas.platform.train.config import apply_overrides, parse_override
 
+    from topnas.yamlio import read_yaml_mapping
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("sweep config", str(path), "an existing YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("sweep config", str(path), "valid YAML", hint=str(exc).replace("\n", " ")) from None
-    if not isinstance(raw, dict):
+    raw = read_yaml_mapping(path, "sweep config")
+    if not raw:
         raise ConfigError("sweep config", str(path), "a YAML mapping at the top level")
     items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
     for key, value in items:

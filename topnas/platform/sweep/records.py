@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from topnas.errors import ConfigError
+from topnas.platform.pareto import finite_or_none
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -251,12 +252,7 @@ def load_front(sweep: str | os.PathLike[str], storage: str | os.PathLike[str] | 
 
 
 # ----------------------------------------------------------------------------- helpers
-def _finite(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+_finite = finite_or_none
 
 
 def _nan(value: Any) -> float:

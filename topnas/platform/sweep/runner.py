@@ -37,7 +37,8 @@ from topnas.platform import tracking
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
-from topnas.platform.train.trainer import _absolute_sqlite, _env  # the train package's: one rule for both
+from topnas.platform.envvars import env_default as _env
+from topnas.platform.tracking import absolute_sqlite_uri as _absolute_sqlite
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -44,6 +44,7 @@ from typing import Any, Literal, Mapping, Sequence, Union
 
 import yaml
 
+from topnas.yamlio import read_yaml_mapping
 from topnas.errors import ConfigError, check_keys
 
 __all__ = [
@@ -528,17 +529,7 @@ _Dumper.add_representer(list, lambda d, data: d.represent_sequence("tag:yaml.org
 
 # ----------------------------------------------------------------------------- composition
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError("config", str(path), "an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("config", str(path), "valid YAML", hint=str(exc).replace("\n", " ")) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("config", str(path), "a YAML mapping at the top level")
-    return data
+    return read_yaml_mapping(path, "config")
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
+from topnas.platform.envvars import env_default
+from topnas.platform.tracking import absolute_sqlite_uri as _absolute_sqlite
 from topnas.errors import ConfigError, TopnasError
 from topnas.platform.train.config import TrainConfig
 from topnas.platform.train.loop import TrainJob, train_loop_per_worker
@@ -169,25 +171,7 @@ def _check_cluster(cfg: TrainConfig) -> None:
                                    f"or scaling.cpus_per_worker")
 
 
-def _absolute_sqlite(uri: str) -> str:
-    """``sqlite:///rel.db`` -> absolute (workers run in another working directory)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
-        return prefix + str(Path(uri[len(prefix):]).absolute())
-    return uri
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    """Set ``name`` for the duration unless the user set it; Ray propagates it to the controller."""
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
+_env = env_default
 
 
 # ----------------------------------------------------------------------------- the job
