@@ -208,10 +208,9 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> "SearchSpace":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError("search space file", str(path), "an existing YAML file")
-        data = yaml.safe_load(path.read_text())
+        from topnas.yamlio import read_yaml_mapping
+
+        data = read_yaml_mapping(path, "search space file")
         if isinstance(data, Mapping) and "search_space" in data:
             data = data["search_space"]
         return cls.from_dict(data)

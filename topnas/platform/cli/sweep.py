@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from topnas.errors import ConfigError
+from topnas.platform.cli.options import add_config_options
 
 EPILOG = """examples:
   topnas sweep experiments/sweep_demo_fixture.yaml --num-cpus 2
@@ -13,18 +14,16 @@ EPILOG = """examples:
 """
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="search TopFormer variants: mIoU vs predicted latency",
                        description="Ray Tune + Optuna multi-objective sweep; the Pareto front goes to MLflow.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="?", help="sweep YAML (optional with --resume: the sweep's saved config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, value parsed as YAML (repeatable), e.g. latency.budget_ms=60")
+    add_config_options(p, "sweep YAML (optional with --resume: the sweep's saved config)", "latency.budget_ms=60")
     p.add_argument("--address", help="Ray cluster: 'auto' (this machine's cluster) or ray://host:10001; "
                                      "default: start a local Ray")
     p.add_argument("--resume", metavar="SWEEP", help="finish sweep SWEEP (a name under <runs>/sweeps or a folder)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started here (default: all)")
-    p.add_argument("--print-config", action="store_true", help="validate, print the resolved config and exit")
     p.set_defaults(func=_sweep)
 
 

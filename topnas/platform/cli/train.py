@@ -5,6 +5,7 @@ import argparse
 import time
 
 from topnas.errors import ConfigError
+from topnas.platform.cli.options import add_config_options
 
 EPILOG = """examples:
   topnas train experiments/demo_tiny_fixture.yaml
@@ -14,18 +15,16 @@ EPILOG = """examples:
 """
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a TopFormer variant on Ray Train",
                        description="Train from an experiment YAML (mmseg-style _base_ composition).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="?", help="experiment YAML (optional with --resume: the run's saved config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, value parsed as YAML (repeatable), e.g. optimizer.lr=1.2e-4")
+    add_config_options(p, "experiment YAML (optional with --resume: the run's saved config)", "optimizer.lr=1.2e-4")
     p.add_argument("--resume", metavar="RUN", help="continue run RUN from its latest checkpoint")
     p.add_argument("--run-name", help="run name (default: <config name>-<timestamp>)")
     p.add_argument("--storage", help="Ray Train storage folder holding runs (default: <runs>/train); "
                                      "used to find --resume runs without a config")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=_train)
 
 
