@@ -28,7 +28,7 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
       max_failures: 0                  # Ray Train worker restarts inside a trial
       train: {}                        # any other TrainConfig section (optimizer, data, runtime...)
     asha: {enabled: false, grace_period: null, reduction_factor: 2}   # on val_mIoU, by iteration
-    tracking: {uri: null, experiment: topnas-sweeps}
+    tracking: {uri: null, experiment: topnas-sweeps, registered_model: topformer-ade20k}
     storage: null                      # sweeps folder; default <runs>/sweeps
 
 ``proxy.train`` is a partial training config (the sections of
@@ -283,6 +283,7 @@ class SweepConfig:
     asha: AshaConfig = field(default_factory=AshaConfig)
     tracking_uri: str | None = None
     experiment: str = "topnas-sweeps"
+    registered_model: str = "topformer-ade20k"  # where `topnas promote` registers versions
     storage: str | None = None
     source: str | None = None  # the YAML file it was read from
 
@@ -317,7 +318,7 @@ class SweepConfig:
         num_samples = _pos_int("num_samples", data.get("num_samples", 8))
         max_concurrent = _pos_int("max_concurrent", data.get("max_concurrent", 2))
         tracking = _mapping("tracking", data.get("tracking"))
-        check_keys("tracking", tracking, ("uri", "experiment"))
+        check_keys("tracking", tracking, ("uri", "experiment", "registered_model"))
         uri = tracking.get("uri")
         if uri is not None:
             check_type("tracking.uri", uri, str, "an MLflow tracking URI or null")
@@ -325,11 +326,16 @@ class SweepConfig:
                                 "a non-empty MLflow experiment name")
         if not experiment.strip():
             raise ConfigError("tracking.experiment", experiment, "a non-empty MLflow experiment name")
+        registered_model = check_type("tracking.registered_model",
+                                      tracking.get("registered_model", "topformer-ade20k"), str,
+                                      "a non-empty MLflow registered model name")
+        if not registered_model.strip():
+            raise ConfigError("tracking.registered_model", registered_model, "a non-empty registered model name")
         cfg = cls(
             name=name, space=space, space_source=space_source, proxy=proxy, seed=seed, sampler=sampler_name,
             sampler_options=sampler_options, num_samples=num_samples, max_concurrent=max_concurrent,
             latency=latency, asha=AshaConfig.from_dict(data.get("asha"), proxy), tracking_uri=uri,
-            experiment=experiment, storage=storage, source=source,
+            experiment=experiment, registered_model=registered_model, storage=storage, source=source,
         )
         cfg._check_cross_fields()
         return cfg
@@ -426,7 +432,8 @@ class SweepConfig:
                       "use_gpu": p.use_gpu, "max_failures": p.max_failures, "train": copy.deepcopy(p.train)},
             "asha": {"enabled": self.asha.enabled, "grace_period": self.asha.grace_period,
                      "reduction_factor": self.asha.reduction_factor},
-            "tracking": {"uri": self.tracking_uri, "experiment": self.experiment},
+            "tracking": {"uri": self.tracking_uri, "experiment": self.experiment,
+                         "registered_model": self.registered_model},
             "storage": self.storage,
         }
 
