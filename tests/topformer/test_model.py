@@ -8,14 +8,13 @@ import torch
 
 from topnas.topformer import PRESETS, TopFormer
 
-KEYS_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "official_keys"
+# state_dict key -> shape of the official segmentors (copied from shared/reference/official_keys).
+KEYS_DIR = Path(__file__).resolve().parent / "official_keys"
 PARAMS = {"tiny": 1_389_654, "small": 3_034_662, "base": 5_062_646}
 
 
 def _official_keys(name):
     path = KEYS_DIR / f"topformer_{name}.json"
-    if not path.exists():
-        pytest.skip(f"reference keys not found at {path}")
     return json.loads(path.read_text())
 
 
