@@ -1,7 +1,10 @@
 """Model speed on this CPU: forward and forward+backward images/s for T/S/B, and ONNX Runtime vs eager.
 
 Prints absolute numbers (noisy on a shared machine) and ratios measured in the same run (what to
-quote). With TOPNAS_OFFICIAL_TOPFORMER pointing at a hustvl/TopFormer checkout, the official model
+quote). "fast" is ``TopFormer.to_inference()`` (channels-last) under ``torch.inference_mode``; the
+official code is timed on its own test path (no_grad, default layout). glibc malloc settings
+(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4000000000 MALLOC_TOP_PAD_=536870912) cut
+page faults and speed every eager column up; set them in the environment to compare. With TOPNAS_OFFICIAL_TOPFORMER pointing at a hustvl/TopFormer checkout, the official model
 code is timed in the same run as the baseline (see tests/topformer/test_official_parity.py).
 
     python benchmarks/model_speed.py [--size 512] [--runs 10] [--presets tiny small base]
@@ -57,7 +60,7 @@ def main() -> None:
     print(f"input 1x3x{args.size}x{args.size}, torch {torch.__version__}, {args.threads} thread(s), "
           f"median of {args.runs} runs")
     header = f"{'model':<7}{'eager fwd img/s':>16}{'fwd+bwd img/s':>15}{'ORT img/s':>11}{'ORT/eager':>11}"
-    header += f"{'ours/official':>15}"
+    header += f"{'fast img/s':>11}{'official/ours (plain/fast)':>28}"
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:
@@ -76,14 +79,21 @@ def main() -> None:
             sess = onnx_session(export_onnx(model, os.path.join(tmp, f"{name}.onnx"), hw))
             feed = {"input": x.numpy()}
             ort = _time(lambda: sess.run(["output"], feed), args.runs)
+            fast = TopFormer.from_preset(name, norm="BN")
+            fast.load_state_dict(model.state_dict())
+            fast = fast.to_inference()
+            xc = x.to(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                fwd_fast = _time(lambda: fast(xc), args.runs)
             official = _official_model(name)
             ratio = "n/a"
             if official is not None:
+                # the official test path: eval + no_grad, default memory layout
                 with torch.no_grad():
                     off = _time(lambda: official(x), args.runs)
-                ratio = f"{off / fwd:.2f}x"
+                ratio = f"{off / fwd:.2f}x/{off / fwd_fast:.2f}x"
             print(f"{name:<7}{1 / fwd:>16.2f}{args.train_batch / fb:>15.2f}{1 / ort:>11.2f}{fwd / ort:>10.2f}x"
-                  f"{ratio:>15}")
+                  f"{1 / fwd_fast:>11.2f}{ratio:>28}")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,16 @@ def test_presets_official_hyperparameters():
     assert TopFormer.from_preset("small").config.embed_dim == 296
     assert TopFormer.from_preset("base").config.embed_dim == 384
     assert t.norm == "SyncBN"  # official configs train with SyncBN
+
+
+def test_to_inference_channels_last_matches_default_layout():
+    ref = TopFormer.from_preset("small", num_classes=9, norm="BN").eval()
+    fast = TopFormer.from_preset("small", num_classes=9, norm="BN")
+    fast.load_state_dict(ref.state_dict())
+    fast = fast.to_inference()
+    assert not fast.training
+    assert fast.backbone.tpm.stem[0].c.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 96, 120)
+    with torch.inference_mode():
+        out = fast(x.to(memory_format=torch.channels_last))
+        torch.testing.assert_close(out, ref(x), atol=1e-4, rtol=1e-4)

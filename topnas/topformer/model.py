@@ -369,6 +369,14 @@ class TopFormer(nn.Module):
             config = TopFormerConfig.from_dict(config)
         return cls(config)
 
+    def to_inference(self) -> "TopFormer":
+        """Eval mode in channels-last memory: faster eager CPU inference (oneDNN NHWC kernels).
+
+        Numerics match the default layout to float rounding; feed inputs as
+        ``x.to(memory_format=torch.channels_last)`` under ``torch.inference_mode()``.
+        """
+        return self.eval().to(memory_format=torch.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Decode-head logits at the output stride (8): B x K x ceil(H/8) x ceil(W/8)."""
         return self.decode_head(self.backbone(x))
