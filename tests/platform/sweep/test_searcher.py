@@ -5,6 +5,7 @@ import statistics
 
 import pytest
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep import estimates
@@ -131,3 +132,44 @@ def test_proxy_asha_never_stops_the_final_evaluation():
     assert asha.on_trial_result(None, good, {"iteration": 5, "val_mIoU": 0.5}) == TrialScheduler.CONTINUE
     assert asha.on_trial_result(None, bad, {"iteration": 5, "val_mIoU": 0.1}) == TrialScheduler.STOP
     assert asha.on_trial_result(None, late, {"iteration": 20, "val_mIoU": 0.0}) == TrialScheduler.CONTINUE
+
+
+def _two_point_space():
+    import copy
+
+    from .conftest import SPACE
+
+    space = copy.deepcopy(SPACE)
+    for stage in space["stages"]:
+        stage["channels"], stage["depth"] = stage["channels"][:1], [1]
+    space["transformer"].update(depths=[1], num_heads=[2])
+    space["head"]["channels"] = [64, 128]  # the only free dimension: 2 variants
+    return space
+
+
+def test_a_variant_is_never_launched_twice(tmp_path, test_predictor, no_macs):
+    from topnas.platform.sweep.records import TrialRecord
+
+    cfg, s = _searcher(tmp_path, test_predictor, search_space=_two_point_space(),
+                       **{"sampler.name": "tpe", "sampler.options": {}, "latency.max_rejections": 30})
+    first = s.suggest("t1")
+    second = s.suggest("t2")
+    ids = {first[META_KEY]["variant_id"], second[META_KEY]["variant_id"]}
+    assert len(ids) == 2  # the second launch is the other variant, whatever the sampler proposed
+    # t1 finishes (the driver's callback writes the record), t2 is still running: nothing is left to try.
+    s.on_trial_complete("t1", {"val_mIoU": 0.42, "iteration": 12})
+    meta = first[META_KEY]
+    Ledger(cfg.sweep_dir).append(TrialRecord(
+        trial_id="t1", variant_id=meta["variant_id"], status="completed", optuna_trial=meta["optuna_trial"],
+        val_mIoU=0.42, iteration=12, latency_ms=meta["latency_ms"]))
+    assert s.suggest("t3") == Searcher.FINISHED
+    trials = _states(cfg)
+    dups = [t for t in trials.values() if t.user_attrs.get("topnas.duplicate_of")]
+    assert dups, "repeated proposals are answered, not launched"
+    for t in dups:
+        if t.user_attrs["topnas.duplicate_of"] == "t1":  # finished: the sampler learns its known values
+            assert t.state == TrialState.COMPLETE and t.values == pytest.approx([0.42, meta["latency_ms"]])
+        else:  # t2 has no result yet
+            assert t.user_attrs["topnas.duplicate_of"] == "t2" and t.state == TrialState.FAIL
+    assert not [t for t in trials.values() if t.state == TrialState.RUNNING and t.number not in
+                (first[META_KEY]["optuna_trial"], second[META_KEY]["optuna_trial"])]

@@ -15,6 +15,11 @@ What the stock searcher does not do, and this subclass does (design notes 1-7):
 * **Early-stopped is not complete** (design note 5): a trial ASHA stopped is told PRUNED with its
   partial mIoU only as a user attribute; a failed one FAIL. Only trials at the full proxy budget
   enter NSGA-II's population with their mIoU.
+* **No variant trained twice**: a proposal whose variant id this sweep already launched is not
+  launched again. If that variant finished (completed or infeasible), Optuna is told the known
+  values (state COMPLETE, user attribute ``topnas.duplicate_of``) so the sampler learns the point
+  without a second training; if it is still running or did not complete, the proposal is told FAIL.
+  Either way Optuna is asked again (counted against ``latency.max_rejections``).
 * **Resume**: after :meth:`restore`, Optuna trials left RUNNING by the killed driver that no
   restored Tune trial will finish are told FAIL (or, if they were already judged infeasible,
   COMPLETE as above); a trial that Tune re-runs although Optuna already holds its result is not told
@@ -73,6 +78,7 @@ class SweepSearch(OptunaSearch):
         self._tracker = tracker
         self._predictor_id = predictor_id
         self._meta: dict[str, dict[str, Any]] = {}
+        self._launched: dict[str, str] = {}  # variant id -> Ray trial id launched by this driver
         super().__init__(
             space=self._define,
             metric=list(OBJECTIVES),
@@ -102,16 +108,48 @@ class SweepSearch(OptunaSearch):
                 ot_trial.set_user_attr(f"topnas.{key}", meta[key])
             if budget is not None:
                 ot_trial.set_constraint(LATENCY_CONSTRAINT, meta["latency_ms"] - budget)
-            if budget is None or meta["latency_ms"] <= budget:
+            if self._tell_duplicate(ot_trial, meta):
+                pass
+            elif budget is None or meta["latency_ms"] <= budget:
                 ot_trial.set_user_attr("topnas.ray_trial_id", trial_id)
                 ot_trial.set_user_attr(STATUS_ATTR, "running")
                 self._meta[trial_id] = meta
+                self._launched[meta["variant_id"]] = trial_id
                 return config
-            self._reject(ot_trial, config)
+            else:
+                self._reject(ot_trial, config)
             del self._ot_trials[trial_id]  # the next super().suggest asks a new Optuna trial
-        log.error("latency.max_rejections=%d proposals in a row were over the %.2f ms budget; stopping the "
-                  "search", self._cfg.latency.max_rejections, budget)
+        log.error("latency.max_rejections=%d proposals in a row were over the %s ms budget or already "
+                  "evaluated; stopping the search", self._cfg.latency.max_rejections, budget)
         return Searcher.FINISHED
+
+    def _tell_duplicate(self, ot_trial: Any, meta: Mapping[str, Any]) -> bool:
+        """Answer a proposal of an already evaluated variant from the record; True if it was one."""
+        from optuna.trial import TrialState
+
+        vid = meta["variant_id"]
+        finished = [r for r in R.Ledger(self._cfg.sweep_dir).records() if r.variant_id == vid]
+        if not finished and vid not in self._launched:
+            return False
+        done = next((r for r in reversed(finished) if r.status in ("completed", "infeasible")), None)
+        if done is not None:
+            source = done.trial_id
+        elif vid in self._launched:
+            source = self._launched[vid]
+        else:
+            source = finished[-1].trial_id
+        ot_trial.set_user_attr("topnas.duplicate_of", source)
+        ot_trial.set_user_attr(STATUS_ATTR, "duplicate")
+        if done is not None and done.status == "completed" and done.val_mIoU is not None:
+            values = [float(done.val_mIoU), float(meta["latency_ms"])]
+            self._ot_study.tell(ot_trial, values, state=TrialState.COMPLETE, skip_if_finished=True)
+        elif done is not None:  # infeasible: its positive latency constraint is already set
+            self._ot_study.tell(ot_trial, [INFEASIBLE_MIOU, float(meta["latency_ms"])],
+                                state=TrialState.COMPLETE, skip_if_finished=True)
+        else:  # still running, failed or early-stopped: no value to share
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
+        log.info("variant %s was already evaluated by trial %s; not launched again", vid, source)
+        return True
 
     def _reject(self, ot_trial: Any, config: Mapping[str, Any]) -> None:
         """Record a proposal over the latency budget; it is never launched, never trained."""
@@ -181,6 +219,7 @@ class SweepSearch(OptunaSearch):
     # ------------------------------------------------------------------ resume
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
+        self.__dict__.setdefault("_launched", {})  # snapshots written before this attribute existed
         live = {t.number for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
         self.fail_stale_trials(live)
 
