@@ -394,30 +394,27 @@ def _e(value: Any) -> str:
     return html.escape(_text(value), quote=False)
 
 
-_finite = _pareto.finite_or_none
-
-
 def _fmt_miou(value: Any) -> str:
-    v = _finite(value)
+    v = _pareto.finite_or_none(value)
     if v is None:
         return "-"
     return f"{v:.4f}" if abs(v) <= 1.0 else f"{v:.2f}"
 
 
 def _fmt_ms(value: Any) -> str:
-    v = _finite(value)
+    v = _pareto.finite_or_none(value)
     return "-" if v is None else f"{v:.1f}"
 
 
 def _fmt_interval(lo: Any, hi: Any) -> str:
-    lo, hi = _finite(lo), _finite(hi)
+    lo, hi = _pareto.finite_or_none(lo), _pareto.finite_or_none(hi)
     if lo is None and hi is None:
         return "-"
     return f"[{_fmt_ms(lo)}, {_fmt_ms(hi)}]"
 
 
 def _si(value: Any) -> str:
-    v = _finite(value)
+    v = _pareto.finite_or_none(value)
     if v is None:
         return "-"
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

@@ -40,14 +40,15 @@ TRANSFORMER_DEPTHS = range(1, 7)
 C2T_STRIDES = (1, 2, 4)
 
 
-def _choices(field_name: str, value: Any, types: type | tuple[type, ...], allowed: str) -> tuple[Any, ...]:
-    """A list of choices (a scalar means a single fixed choice)."""
+def _choices(field_name: str, value: Any, types: type | tuple[type, ...], allowed: str = "",
+             distinct: bool = True) -> tuple[Any, ...]:
+    """A list of choices (a scalar means a single fixed choice); `distinct=False` for per-block lists."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if not values:
-        raise ConfigError(field_name, value, f"a non-empty list of {allowed}")
+        raise ConfigError(field_name, value, f"a non-empty list of {allowed}" if allowed else "a non-empty list")
     for i, v in enumerate(values):
         check_type(f"{field_name}[{i}]", v, types, allowed)
-    if len(set(map(repr, values))) != len(values):
+    if distinct and len(set(map(repr, values))) != len(values):
         raise ConfigError(field_name, values, "distinct choices")
     return tuple(values)
 
@@ -138,10 +139,10 @@ class SearchSpace:
             for j, d in enumerate(depth):
                 if not 1 <= d <= 8:
                     raise ConfigError(f"{sp}.depth[{j}]", d, "ints in 1..8")
-            kernels = _choices_list(f"{sp}.kernels", st["kernels"], int)
+            kernels = _choices(f"{sp}.kernels", st["kernels"], int, distinct=False)
             for j, k in enumerate(kernels):
                 check_choice(f"{sp}.kernels[{j}]", k, KERNEL_SIZES)
-            expands = _choices_list(f"{sp}.expand_ratios", st["expand_ratios"], (int, float))
+            expands = _choices(f"{sp}.expand_ratios", st["expand_ratios"], (int, float), distinct=False)
             for j, t in enumerate(expands):
                 if t < 1:
                     raise ConfigError(f"{sp}.expand_ratios[{j}]", t, "numbers >= 1")
@@ -349,15 +350,6 @@ class SearchSpace:
                             "drop_path_rate": self.drop_path_rate},
             "head": {**{k: list(v) for k, v in self.head.items()}, "dropout_ratio": self.dropout_ratio},
         }
-
-
-def _choices_list(field_name: str, value: Any, types: type | tuple[type, ...]) -> tuple[Any, ...]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not values:
-        raise ConfigError(field_name, value, "a non-empty list")
-    for i, v in enumerate(values):
-        check_type(f"{field_name}[{i}]", v, types)
-    return tuple(values)
 
 
 def _token_side(side: int, c2t_stride: int) -> int:

@@ -115,7 +115,7 @@ def trial_status(result: Mapping[str, Any] | None, error: bool, iterations: int,
     if error:
         return "failed", error_reason or "the trial raised (see the Ray Tune trial's error.txt)"
     result = result or {}
-    miou = _finite(result.get("val_mIoU"))
+    miou = finite_or_none(result.get("val_mIoU"))
     if miou is None:
         if result.get("val_mIoU") is None:
             return "failed", "ended without reporting an evaluation"
@@ -252,11 +252,8 @@ def load_front(sweep: str | os.PathLike[str], storage: str | os.PathLike[str] | 
 
 
 # ----------------------------------------------------------------------------- helpers
-_finite = finite_or_none
-
-
 def _nan(value: Any) -> float:
-    v = _finite(value)
+    v = finite_or_none(value)
     return math.nan if v is None else v
 
 

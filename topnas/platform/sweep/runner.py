@@ -37,8 +37,8 @@ from topnas.platform import tracking
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
-from topnas.platform.envvars import env_default as _env
-from topnas.platform.tracking import absolute_sqlite_uri as _absolute_sqlite
+from topnas.platform.envvars import env_default
+from topnas.platform.tracking import absolute_sqlite_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,7 +113,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     _check_before_ray(cfg, address)
     info = estimates.predictor_info(cfg.latency.predictor)
     # A resumed sweep stays with the tracking store its parent run lives in, whatever the environment says.
-    uri = state.tracking_uri if state is not None else _absolute_sqlite(cfg.resolved_tracking_uri())
+    uri = state.tracking_uri if state is not None else absolute_sqlite_uri(cfg.resolved_tracking_uri())
     _check_tracking_reachable(uri, address)
     client = tracking.get_client(uri)
     if state is None:
@@ -256,7 +256,7 @@ def _fit(cfg: SweepConfig, state: R.SweepState, predictor_id: str, resume: bool)
     ctx = TrialContext(cfg, state.tracking_uri, state.experiment_id, state.parent_run_id, predictor_id)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_RESOURCES)
     tune_dir = cfg.sweep_dir / R.TUNE_DIR
-    with _env(SNAPSHOT_ENV, SNAPSHOT_PERIOD_S):
+    with env_default(SNAPSHOT_ENV, SNAPSHOT_PERIOD_S):
         if resume and tune.Tuner.can_restore(str(tune_dir)):
             log.info("resuming sweep %s from %s", cfg.name, tune_dir)
             tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from topnas.platform.envvars import env_default
-from topnas.platform.tracking import absolute_sqlite_uri as _absolute_sqlite
+from topnas.platform.tracking import absolute_sqlite_uri
 from topnas.errors import ConfigError, TopnasError
 from topnas.platform.train.config import TrainConfig
 from topnas.platform.train.loop import TrainJob, train_loop_per_worker
@@ -171,7 +171,6 @@ def _check_cluster(cfg: TrainConfig) -> None:
                                    f"or scaling.cpus_per_worker")
 
 
-_env = env_default
 
 
 # ----------------------------------------------------------------------------- the job
@@ -223,7 +222,7 @@ def run_training(
         from topnas.platform import tracking
         from topnas.platform.train.tracker import open_train_run
 
-        uri = _absolute_sqlite(tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.uri))
+        uri = absolute_sqlite_uri(tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.uri))
         client, mlflow_run_id, _ = open_train_run(cfg, run_name, tracking_uri=uri, parent_run_id=parent_run_id,
                                                   extra_tags={"topnas.storage_path": str(run_dir),
                                                               **(extra_tags or {})})
@@ -276,7 +275,7 @@ def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str
             worker_runtime_env={"env_vars": env_vars},
         ),
     )
-    with _env(HEALTH_CHECK_ENV, str(s.report_poll_s)):
+    with env_default(HEALTH_CHECK_ENV, str(s.report_poll_s)):
         try:
             result = trainer.fit()
         except SystemExit:  # Ray's SIGINT handler aborts the run, then exits
