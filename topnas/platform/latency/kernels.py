@@ -12,10 +12,13 @@ Two ways to get the same list:
   checks the two are identical on presets and sampled variants, so the fast path cannot drift from
   the model code unnoticed.
 
-Kernel types (:data:`KERNEL_TYPES`): ``conv1x1`` (pointwise), ``dwconv`` (k x k depthwise),
-``conv`` (dense k x k), ``matmul`` (attention q.k and attn.v), ``softmax``, ``pool`` (average
-pooling, including the exportable pooling written as constant matmuls), ``resize`` (bilinear),
-``elementwise`` (add, mul, div, stand-alone activations), ``layout`` (transpose, concat, split).
+Kernel types (:data:`KERNEL_TYPES`) are generic, so any network's graph maps onto them:
+``conv1x1`` (dense pointwise), ``conv`` (dense k x k, k > 1), ``gconv`` (grouped, neither dense nor
+depthwise), ``dwconv`` (k x k depthwise), ``linear`` (fully connected / Gemm), ``matmul`` (activation x
+activation, e.g. attention q.k and attn.v), ``softmax``, ``pool`` (windowed average / max pooling,
+including the exportable pooling written as constant matmuls), ``gpool`` (global or adaptive
+pooling), ``resize`` (bilinear), ``elementwise`` (add, mul, div, stand-alone activations), ``layout``
+(transpose, concat, split, channel shuffle). Convolutions and pooling carry kernel size and stride.
 
 Cost fields, in the conventions of fvcore / spec section 4: ``macs`` = multiply-accumulates for
 convs and matmuls, 4 per output element for bilinear resize, 1 per input element for pooling, 1 per
@@ -28,9 +31,14 @@ import math
 from functools import lru_cache
 from typing import Any, Iterable, NamedTuple, Sequence
 
-__all__ = ["KERNEL_TYPES", "Kernel", "extract_kernels", "kernels_from_config", "kernel_summary", "signature"]
+__all__ = [
+    "KERNEL_TYPES", "Kernel", "extract_kernels", "kernels_from_config", "kernel_summary", "signature",
+    "conv_kernel", "eltwise_kernel", "matmul_kernel", "resize_kernel", "avg_pool_kernel", "pool_kernel",
+    "global_pool_kernel", "linear_kernel", "layout_kernel", "permute_kernel", "softmax_kernel",
+]
 
-KERNEL_TYPES = ("conv1x1", "dwconv", "conv", "matmul", "softmax", "pool", "resize", "elementwise", "layout")
+KERNEL_TYPES = ("conv1x1", "dwconv", "conv", "gconv", "linear", "matmul", "softmax", "pool", "gpool", "resize",
+                "elementwise", "layout")
 FLOAT_BYTES = 4
 Shape = tuple[int, ...]
 
@@ -75,7 +83,7 @@ def _numel(shape: Sequence[int]) -> int:
 # ----------------------------------------------------------------------- kernel constructors
 # Pure functions of hashable shapes, memoised: a sampler sees the same layer shapes over and over.
 @lru_cache(maxsize=65536)
-def _conv(x: Shape, cout: int, k: int, stride: int, groups: int, act: str = "") -> Kernel:
+def conv_kernel(x: Shape, cout: int, k: int, stride: int, groups: int, act: str = "") -> Kernel:
     _, cin, h, w = x
     pad = k // 2
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
@@ -86,21 +94,21 @@ def _conv(x: Shape, cout: int, k: int, stride: int, groups: int, act: str = "") 
     elif groups == cin == cout:
         kind = "dwconv"
     else:
-        kind = "conv"
+        kind = "gconv"
     n_out = cout * oh * ow
     macs = n_out * (cin // groups) * k * k
     return Kernel(kind, "conv2d", (x,), out, macs, FLOAT_BYTES * (cin * h * w + n_out + weights), k, stride, act)
 
 
 @lru_cache(maxsize=65536)
-def _eltwise(op: str, *inputs: Shape) -> Kernel:
+def eltwise_kernel(op: str, *inputs: Shape) -> Kernel:
     out = inputs[0]
     n = _numel(out)
     return Kernel("elementwise", op, tuple(inputs), out, n, FLOAT_BYTES * (sum(_numel(s) for s in inputs) + n))
 
 
 @lru_cache(maxsize=65536)
-def _matmul(a: Shape, b: Shape, kind: str = "matmul") -> Kernel:
+def matmul_kernel(a: Shape, b: Shape, kind: str = "matmul") -> Kernel:
     batch = a[:-2] if len(a) >= len(b) else b[:-2]
     out = (*batch, a[-2], b[-1])
     macs = _numel(out) * a[-1]
@@ -108,29 +116,55 @@ def _matmul(a: Shape, b: Shape, kind: str = "matmul") -> Kernel:
 
 
 @lru_cache(maxsize=65536)
-def _resize(x: Shape, size: tuple[int, ...]) -> Kernel:
+def resize_kernel(x: Shape, size: tuple[int, ...]) -> Kernel:
     out = (*x[:2], *size)
     return Kernel("resize", "interpolate", (x,), out, 4 * _numel(out), FLOAT_BYTES * (_numel(x) + _numel(out)))
 
 
 @lru_cache(maxsize=65536)
-def _avg_pool(x: Shape, kernel: tuple[int, int]) -> Kernel:
+def avg_pool_kernel(x: Shape, kernel: tuple[int, int]) -> Kernel:
+    """Non-overlapping average pooling (window = stride), as in the exportable pyramid pool."""
     out = (*x[:2], x[2] // kernel[0], x[3] // kernel[1])
     return Kernel("pool", "avg_pool2d", (x,), out, _numel(x), FLOAT_BYTES * (_numel(x) + _numel(out)),
                   int(kernel[0]), int(kernel[0]))
 
 
-def _layout(op: str, inputs: Sequence[Shape], out: Shape) -> Kernel:
+@lru_cache(maxsize=65536)
+def pool_kernel(x: Shape, k: int, stride: int, padding: int, op: str = "avg_pool2d") -> Kernel:
+    """Windowed pooling (``avg_pool2d`` / ``max_pool2d``); MACs = one per window element read."""
+    oh, ow = (x[2] + 2 * padding - k) // stride + 1, (x[3] + 2 * padding - k) // stride + 1
+    out = (*x[:2], oh, ow)
+    return Kernel("pool", op, (x,), out, _numel(out) * k * k, FLOAT_BYTES * (_numel(x) + _numel(out)), k, stride)
+
+
+@lru_cache(maxsize=65536)
+def global_pool_kernel(x: Shape, out_hw: tuple[int, int] = (1, 1), op: str = "adaptive_avg_pool2d") -> Kernel:
+    """Global / adaptive pooling; MACs = one per input element."""
+    out = (*x[:2], *out_hw)
+    return Kernel("gpool", op, (x,), out, _numel(x), FLOAT_BYTES * (_numel(x) + _numel(out)))
+
+
+@lru_cache(maxsize=65536)
+def linear_kernel(x: Shape, cout: int, act: str = "") -> Kernel:
+    """Fully connected layer on the last dimension (Gemm in ONNX), bias included."""
+    cin = x[-1]
+    out = (*x[:-1], cout)
+    rows = _numel(x[:-1])
+    return Kernel("linear", "linear", (x,), out, rows * cin * cout,
+                  FLOAT_BYTES * (_numel(x) + _numel(out) + cin * cout + cout), 0, 1, act)
+
+
+def layout_kernel(op: str, inputs: Sequence[Shape], out: Shape) -> Kernel:
     return Kernel("layout", op, tuple(inputs), out, 0,
                   FLOAT_BYTES * (sum(_numel(s) for s in inputs) + _numel(out)))
 
 
 @lru_cache(maxsize=65536)
-def _permute(x: Shape, dims: tuple[int, ...]) -> Kernel:
-    return _layout("permute", (x,), tuple(x[d] for d in dims))
+def permute_kernel(x: Shape, dims: tuple[int, ...]) -> Kernel:
+    return layout_kernel("permute", (x,), tuple(x[d] for d in dims))
 
 
-def _softmax(s: Shape) -> Kernel:
+def softmax_kernel(s: Shape) -> Kernel:
     return Kernel("softmax", "softmax", (s,), s, _numel(s), 2 * FLOAT_BYTES * _numel(s))
 
 
@@ -156,14 +190,14 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
     add = ks.append
 
     def conv(x: Shape, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: str = "") -> Shape:
-        kern = _conv(x, int(cout), int(k), int(stride), int(groups), act)
+        kern = conv_kernel(x, int(cout), int(k), int(stride), int(groups), act)
         add(kern)
         return kern.output
 
     def hsigmoid(x: Shape) -> None:
-        add(_eltwise("add", x))
-        add(_eltwise("relu6", x))
-        add(_eltwise("div", x))
+        add(eltwise_kernel("add", x))
+        add(eltwise_kernel("relu6", x))
+        add(eltwise_kernel("div", x))
 
     # token pyramid
     x: Shape = (1, 3, *input_size)
@@ -179,7 +213,7 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
         y = conv(y, hidden, b.kernel, b.stride, groups=hidden, act="relu")
         y = conv(y, cout)
         if b.stride == 1 and cin == cout:
-            add(_eltwise("add", y, x))
+            add(eltwise_kernel("add", y, x))
         x, cin = y, cout
         if i in cfg.embed_out_indice:
             taps.append(x)
@@ -191,17 +225,17 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
     for f in taps:
         fh, fw = f[2:]
         if fh % th == 0 and fw % tw == 0:
-            kern = _avg_pool(f, (fh // th, fw // tw))
+            kern = avg_pool_kernel(f, (fh // th, fw // tw))
             add(kern)
         else:
-            a = _matmul((th, fh), f, "pool")
+            a = matmul_kernel((th, fh), f, "pool")
             add(a)
-            kern = _matmul(a.output, (fw, tw), "pool")
+            kern = matmul_kernel(a.output, (fw, tw), "pool")
             add(kern)
         pooled.append(kern.output)
     E = cfg.embed_dim
     tok: Shape = (1, E, th, tw)
-    add(_layout("cat", pooled, tok))
+    add(layout_kernel("cat", pooled, tok))
 
     # transformer
     n = th * tw
@@ -210,16 +244,16 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
     dh = d * nh
     hid = int(E * cfg.mlp_ratio)
     block = [
-        _conv(tok, nh * kd, 1, 1, 1), _permute((1, nh, kd, n), (0, 1, 3, 2)),
-        _conv(tok, nh * kd, 1, 1, 1), _conv(tok, dh, 1, 1, 1), _permute((1, nh, d, n), (0, 1, 3, 2)),
-        _matmul((1, nh, n, kd), (1, nh, kd, n)), _softmax((1, nh, n, n)), _matmul((1, nh, n, n), (1, nh, n, d)),
-        _permute((1, nh, n, d), (0, 1, 3, 2)), _eltwise("hardtanh", (1, dh, th, tw)), _conv((1, dh, th, tw), E, 1, 1, 1),
-        _eltwise("add", tok, tok),
-        _conv(tok, hid, 1, 1, 1), _conv((1, hid, th, tw), hid, 3, 1, hid, "hardtanh"), _conv((1, hid, th, tw), E, 1, 1, 1),
-        _eltwise("add", tok, tok),
+        conv_kernel(tok, nh * kd, 1, 1, 1), permute_kernel((1, nh, kd, n), (0, 1, 3, 2)),
+        conv_kernel(tok, nh * kd, 1, 1, 1), conv_kernel(tok, dh, 1, 1, 1), permute_kernel((1, nh, d, n), (0, 1, 3, 2)),
+        matmul_kernel((1, nh, n, kd), (1, nh, kd, n)), softmax_kernel((1, nh, n, n)), matmul_kernel((1, nh, n, n), (1, nh, n, d)),
+        permute_kernel((1, nh, n, d), (0, 1, 3, 2)), eltwise_kernel("hardtanh", (1, dh, th, tw)), conv_kernel((1, dh, th, tw), E, 1, 1, 1),
+        eltwise_kernel("add", tok, tok),
+        conv_kernel(tok, hid, 1, 1, 1), conv_kernel((1, hid, th, tw), hid, 3, 1, hid, "hardtanh"), conv_kernel((1, hid, th, tw), E, 1, 1, 1),
+        eltwise_kernel("add", tok, tok),
     ]
     ks.extend(block * cfg.depths)
-    add(_layout("split", (tok,), tok))
+    add(layout_kernel("split", (tok,), tok))
 
     # semantic injection
     sims = []
@@ -233,25 +267,25 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
             lo = conv(local, oc, act=act)
             ga = conv(g, oc)
             hsigmoid(ga)
-            add(_resize(ga, tuple(size)))
+            add(resize_kernel(ga, tuple(size)))
             ge = conv(g, oc, act=act)
-            add(_resize(ge, tuple(size)))
-            add(_eltwise("mul", lo, lo))
-            add(_eltwise("add", lo, lo))
+            add(resize_kernel(ge, tuple(size)))
+            add(eltwise_kernel("mul", lo, lo))
+            add(eltwise_kernel("add", lo, lo))
         else:  # fuse_sum / fuse_multi
             g2 = conv(g, oc)
             if kind == "fuse_multi":
                 hsigmoid(g2)
-            add(_resize(g2, tuple(size)))
+            add(resize_kernel(g2, tuple(size)))
             lo = conv(local, oc)
-            add(_eltwise("mul" if kind == "fuse_multi" else "add", lo, lo))
+            add(eltwise_kernel("mul" if kind == "fuse_multi" else "add", lo, lo))
         sims.append((1, oc, *size))
 
     # head
     x = sims[0]
     for f in sims[1:]:
-        add(_resize(f, tuple(x[2:])))
-        add(_eltwise("add", x, x))
+        add(resize_kernel(f, tuple(x[2:])))
+        add(eltwise_kernel("add", x, x))
     ch = cfg.head_channels
     x = conv(x, ch, groups=ch if cfg.head_is_dw else 1, act="relu")
     conv(x, cfg.num_classes)
@@ -303,7 +337,7 @@ def extract_kernels(variant: Any, model: Any = None) -> list[Kernel]:
                 stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
                 groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
                 stride = stride[0] if isinstance(stride, (tuple, list)) else stride
-                k = _conv(shape(x), int(wgt.shape[0]), int(wgt.shape[-1]), int(stride), int(groups))
+                k = conv_kernel(shape(x), int(wgt.shape[0]), int(wgt.shape[-1]), int(stride), int(groups))
                 if k.output != shape(out):
                     raise RuntimeError(f"conv shape rule broke: predicted {k.output}, model {shape(out)}")
                 kernels.append(k)
@@ -312,36 +346,34 @@ def extract_kernels(variant: Any, model: Any = None) -> list[Kernel]:
                 i = conv_out.pop(id(tensors[0]))
                 kernels[i] = kernels[i]._replace(act=_ACTS[name])
             elif name in _ACTS:
-                kernels.append(_eltwise(_ACTS[name], shape(tensors[0])))
+                kernels.append(eltwise_kernel(_ACTS[name], shape(tensors[0])))
             elif name in _ELTWISE:
-                kernels.append(_eltwise(_ELTWISE[name], *[shape(t) for t in tensors]))
+                kernels.append(eltwise_kernel(_ELTWISE[name], *[shape(t) for t in tensors]))
             elif name == "matmul":
                 a, b = shape(args[0]), shape(args[1])
                 kind = "matmul" if len(a) > 2 and len(b) > 2 else "pool"  # a constant 2-D operand: pooling
-                k = _matmul(a, b, kind)
+                k = matmul_kernel(a, b, kind)
                 if k.output != shape(out):
                     raise RuntimeError(f"matmul shape rule broke: predicted {k.output}, model {shape(out)}")
                 kernels.append(k)
             elif name == "softmax":
                 s = shape(out)
-                kernels.append(_softmax(s))
+                kernels.append(softmax_kernel(s))
             elif name == "avg_pool2d":
                 ksz = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
                 ksz = tuple(ksz) if isinstance(ksz, (tuple, list)) else (ksz, ksz)
-                kernels.append(_avg_pool(shape(args[0]), ksz))
+                kernels.append(avg_pool_kernel(shape(args[0]), ksz))
             elif name == "adaptive_avg_pool2d":
-                x, o = shape(args[0]), shape(out)
-                kernels.append(Kernel("pool", "adaptive_avg_pool2d", (x,), o, _numel(x),
-                                      FLOAT_BYTES * (_numel(x) + _numel(o))))
+                kernels.append(global_pool_kernel(shape(args[0]), shape(out)[2:]))
             elif name == "interpolate":
-                kernels.append(_resize(shape(args[0]), shape(out)[2:]))
+                kernels.append(resize_kernel(shape(args[0]), shape(out)[2:]))
             elif name == "permute":
                 dims = args[1:] if len(args) > 2 else args[1]
-                kernels.append(_permute(shape(args[0]), tuple(dims)))
+                kernels.append(permute_kernel(shape(args[0]), tuple(dims)))
             elif name == "cat":
-                kernels.append(_layout("cat", [shape(t) for t in args[0]], shape(out)))
+                kernels.append(layout_kernel("cat", [shape(t) for t in args[0]], shape(out)))
             elif name in ("split", "split_with_sizes", "chunk"):
-                kernels.append(_layout("split", (shape(args[0]),), shape(args[0])))
+                kernels.append(layout_kernel("split", (shape(args[0]),), shape(args[0])))
             elif name in _FREE:
                 pass
             else:
