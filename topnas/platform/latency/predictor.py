@@ -104,6 +104,11 @@ def _feature_names(groups: Sequence[GroupRule]) -> list[str]:
     return [f"{g.name}.{t}" for g in groups for t in TERMS]
 
 
+def _group_label(g: GroupRule) -> str:
+    ks = "" if g.kernel_size is None else f", kernel_size={g.kernel_size}"
+    return g.name if g.name == g.type and not ks else f"{g.name} ({g.type}{ks})"
+
+
 def _featurize(kernels: Iterable[Kernel], groups: Sequence[GroupRule]) -> list[float]:
     f = [0.0] * (len(groups) * len(TERMS))
     mu, bu = UNITS["macs"], UNITS["bytes"]
@@ -117,8 +122,9 @@ def _featurize(kernels: Iterable[Kernel], groups: Sequence[GroupRule]) -> list[f
                     j = slot[key] = gi * 3
                     break
             else:
-                raise ConfigError("kernel", f"{k.type}/{k.op}", [g.name for g in groups],
-                                  hint="no feature group takes this kernel type")
+                raise ConfigError("kernel.type", k.type, [_group_label(g) for g in groups],
+                                  hint=f"op {k.op}, kernel size {k.kernel_size}: no feature group of this "
+                                       "predictor takes it; use a predictor fitted with such a group")
         f[j] += k.macs
         f[j + 1] += k.bytes
         f[j + 2] += 1.0
@@ -197,6 +203,14 @@ class LatencyPredictor:
             self._cache[key] = f
         return f
 
+    def features_from_kernels(self, kernels: Iterable[Kernel]) -> list[float]:
+        """The feature vector of any kernel list (a traced model, an ONNX graph, an analytic space).
+
+        Not cached: callers that predict the same graph repeatedly keep the vector themselves.
+        Raises ``ConfigError`` naming the kernel type when none of this predictor's groups takes it.
+        """
+        return _featurize(kernels, self.groups)
+
     def predict_features(self, f: Sequence[float]) -> Prediction:
         ms = self.intercept_ms + sum(c * f[i] for i, c in self._live)
         reasons = tuple(f"{n}={f[i]:.4g} outside [{lo:.4g}, {hi:.4g}]" for i, n, lo, hi in self._range_idx
@@ -206,6 +220,10 @@ class LatencyPredictor:
     def predict(self, variant: Any) -> Prediction:
         """Predicted latency of `variant` (a :class:`~topnas.search_spaces.Variant`) on this device."""
         return self.predict_features(self.features(variant))
+
+    def predict_kernels(self, kernels: Iterable[Kernel]) -> Prediction:
+        """Predicted latency of any graph given as its kernel list; equals :meth:`predict` on a variant's kernels."""
+        return self.predict_features(self.features_from_kernels(kernels))
 
     def predict_ms(self, variant: Any) -> float:
         return self.predict(variant).ms
@@ -239,18 +257,46 @@ class LatencyPredictor:
             level: coverage of the prediction interval, from leave-one-out residuals.
             loo: compute leave-one-out residuals (interval + reported error); off only in tests.
         """
+        samples = list(samples)
+        cal = dict(calibration or {})
+        cal.setdefault("variant_ids", [s.variant.id for s in samples])
+        return cls.fit_kernels([kernels_from_config(s.variant) for s in samples], [s.latency_ms for s in samples],
+                               device, groups=groups, ridge=ridge, level=level, calibration=cal, loo=loo)
+
+    @classmethod
+    def fit_kernels(
+        cls,
+        kernel_lists: Sequence[Iterable[Kernel]],
+        latencies_ms: Sequence[float],
+        device: Mapping[str, Any],
+        *,
+        groups: Sequence[GroupRule] = DEFAULT_GROUPS,
+        ridge: float = 1e-3,
+        level: float = 0.9,
+        calibration: Mapping[str, Any] | None = None,
+        loo: bool = True,
+    ) -> "LatencyPredictor":
+        """Fit on any graphs given as kernel lists (one per measured model) and their latencies in ms.
+
+        The same fit as :meth:`fit` (which calls this with each variant's analytic kernels), for
+        models that are not TopFormer variants: traced torch modules, ONNX graphs, public NAS spaces.
+        """
         import numpy as np
 
-        if len(samples) < 3:
-            raise ConfigError("calibration", f"{len(samples)} variants", ">= 3 measured variants")
+        if len(kernel_lists) != len(latencies_ms):
+            raise ConfigError("latencies", f"{len(latencies_ms)} values", f"one per kernel list ({len(kernel_lists)})")
+        if len(kernel_lists) < 3:
+            raise ConfigError("calibration", f"{len(kernel_lists)} variants", ">= 3 measured variants")
         if not 0 < level < 1:
             raise ConfigError("level", level, "a coverage in (0, 1)")
         groups = tuple(groups)
-        X = np.array([[1.0] + _featurize(kernels_from_config(s.variant), groups) for s in samples])
-        y = np.array([s.latency_ms for s in samples], dtype=float)
+        X = np.array([[1.0] + _featurize(ks, groups) for ks in kernel_lists])
+        y = np.array(latencies_ms, dtype=float)
+        if not np.all(np.isfinite(y)) or np.any(y <= 0):
+            raise ConfigError("latencies", "non-positive or non-finite", "finite latencies > 0 ms")
         coef = _nnls(X, y, ridge)
         fit_info: dict[str, Any] = {"method": "nnls, relative error, ridge on normalised columns", "ridge": ridge,
-                                    "n_variants": len(samples), "in_sample": _acc(X @ coef, y)}
+                                    "n_variants": len(y), "in_sample": _acc(X @ coef, y)}
         interval = {"level": level, "log_lo": 0.0, "log_hi": 0.0, "source": "none"}
         if loo:
             pred = np.array([X[i] @ _nnls(np.delete(X, i, 0), np.delete(y, i), ridge) for i in range(len(y))])
@@ -259,10 +305,8 @@ class LatencyPredictor:
             fit_info["leave_one_out"] = _acc(pred, y)
         names = _feature_names(groups)
         ranges = {n: [float(X[:, j + 1].min()), float(X[:, j + 1].max())] for j, n in enumerate(names)}
-        cal = dict(calibration or {})
-        cal.setdefault("variant_ids", [s.variant.id for s in samples])
-        return cls(groups, [float(c) for c in coef[1:]], float(coef[0]), interval, ranges, dict(device), cal,
-                   fit_info, None, _now())
+        return cls(groups, [float(c) for c in coef[1:]], float(coef[0]), interval, ranges, dict(device),
+                   dict(calibration or {}), fit_info, None, _now())
 
     def transfer(
         self,
