@@ -29,7 +29,7 @@ def _truth(scale_conv1x1: float = 1.0, scale: float = 1.0) -> LatencyPredictor:
     coef = {"conv1x1": (0.025 * scale_conv1x1, 0.0, 0.002), "dwconv": (0.05, 0.01, 0.003), "conv": (0.04, 0.1, 0.0),
             "matmul": (0.01, 0.05, 0.001), "softmax": (0.3, 0.0, 0.002), "pool": (0.2, 0.1, 0.0),
             "resize": (0.15, 0.2, 0.01), "elementwise": (0.0, 0.05, 0.002), "layout": (0.0, 0.08, 0.001)}
-    flat = [c * scale for g in DEFAULT_GROUPS for c in coef[g.name]]
+    flat = [c * scale for g in DEFAULT_GROUPS for c in coef.get(g.name, (0.0, 0.0, 0.0))]  # no gconv etc. in TopFormer
     return LatencyPredictor(DEFAULT_GROUPS, flat, 0.2 * scale, {"level": 0.9, "log_lo": 0.0, "log_hi": 0.0}, {}, DEVICE)
 
 
