@@ -1,0 +1,106 @@
+"""NAS-Bench-201: the CIFAR cell network of Dong & Yang (ICLR 2020), as a kernel list.
+
+Network: conv 3x3 stem (3 -> 16, BN); three stages of 5 cells at C = 16, 32, 64 with a residual
+reduction block between stages; BN + ReLU, global average pool, linear to 100 classes. A cell has
+four nodes; node i sums ``op(node j)`` over its incoming edges; the arch string lists the edges as
+``|op~j|+|op~j|op~j|+|op~j|op~j|op~j|``.
+
+Inference graph conventions (BN folded into the preceding convolution): a ``nor_conv`` edge is a
+stand-alone ReLU on its input node followed by a convolution (the ReLU cannot be fused: the node
+also feeds other edges); ``avg_pool_3x3`` is stride 1, padding 1; ``skip_connect`` is free;
+``none`` is an absent edge (no kernel); a node with k > 1 live inputs costs k - 1 additions.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from topnas.platform.latency.kernels import (
+    Kernel,
+    conv_kernel,
+    eltwise_kernel,
+    global_pool_kernel,
+    linear_kernel,
+    pool_kernel,
+)
+
+__all__ = ["NAME", "OPS", "DEFAULT_INPUT", "parse", "kernels"]
+
+NAME = "nb201"
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+DEFAULT_INPUT = 32
+STAGE_CHANNELS = (16, 32, 64)
+CELLS_PER_STAGE = 5
+NUM_CLASSES = 100
+Edge = tuple[str, int]  # (op, source node)
+
+
+@lru_cache(maxsize=32768)
+def parse(arch: str) -> tuple[tuple[Edge, ...], ...]:
+    """``|op~j|+|...|`` -> per node (1..3) its incoming edges; ValueError names what is wrong."""
+    nodes = arch.strip().split("+")
+    if len(nodes) != 3:
+        raise ValueError(f"expected 3 node groups joined by '+', got {len(nodes)}; allowed: |op~j|+|op~j|op~j|+|...|")
+    out = []
+    for i, group in enumerate(nodes, start=1):
+        edges = [e for e in group.strip().strip("|").split("|") if e]
+        if len(edges) != i:
+            raise ValueError(f"node {i} needs {i} incoming edges, got {len(edges)} in {group!r}")
+        parsed = []
+        for e in edges:
+            op, _, src = e.partition("~")
+            if op not in OPS:
+                raise ValueError(f"unknown op {op!r}; allowed: {list(OPS)}")
+            if not src.isdigit() or int(src) >= i:
+                raise ValueError(f"edge {e!r} of node {i}: source must be an integer in [0, {i - 1}]")
+            parsed.append((op, int(src)))
+        if sorted(s for _, s in parsed) != list(range(i)):
+            raise ValueError(f"node {i} must list each source 0..{i - 1} once, got {group!r}")
+        out.append(tuple(parsed))
+    return tuple(out)
+
+
+def _cell(nodes: tuple[tuple[Edge, ...], ...], c: int, hw: int) -> list[Kernel]:
+    x = (1, c, hw, hw)
+    ks: list[Kernel] = []
+    for edges in nodes:
+        live = 0
+        for op, _src in edges:
+            if op == "none":
+                continue
+            live += 1
+            if op.startswith("nor_conv"):
+                k = 3 if op.endswith("3x3") else 1
+                ks.append(eltwise_kernel("relu", x))
+                ks.append(conv_kernel(x, c, k, 1, 1))
+            elif op == "avg_pool_3x3":
+                ks.append(pool_kernel(x, 3, 1, 1, "avg_pool2d"))
+        ks.extend(eltwise_kernel("add", x, x) for _ in range(live - 1))
+    return ks
+
+
+def _reduction(c: int, hw: int) -> list[Kernel]:
+    """ResNet basic block, stride 2, C -> 2C; shortcut avg-pool 2x2 + conv 1x1."""
+    x = (1, c, hw, hw)
+    a = conv_kernel(x, 2 * c, 3, 2, 1)
+    y = a.output
+    return [eltwise_kernel("relu", x), a, eltwise_kernel("relu", y), conv_kernel(y, 2 * c, 3, 1, 1),
+            pool_kernel(x, 2, 2, 0, "avg_pool2d"), conv_kernel((1, c, hw // 2, hw // 2), 2 * c, 1, 1, 1),
+            eltwise_kernel("add", y, y)]
+
+
+@lru_cache(maxsize=32768)
+def kernels(arch: str, input_hw: int = DEFAULT_INPUT) -> tuple[Kernel, ...]:
+    """The inference kernels of `arch` at a square input of side `input_hw`."""
+    nodes = parse(arch)
+    hw = input_hw
+    ks: list[Kernel] = [conv_kernel((1, 3, hw, hw), STAGE_CHANNELS[0], 3, 1, 1)]
+    for s, c in enumerate(STAGE_CHANNELS):
+        if s:
+            ks += _reduction(STAGE_CHANNELS[s - 1], hw)
+            hw = (hw + 1) // 2
+        for _ in range(CELLS_PER_STAGE):
+            ks += _cell(nodes, c, hw)
+    x = (1, STAGE_CHANNELS[-1], hw, hw)
+    ks += [eltwise_kernel("affine", x), eltwise_kernel("relu", x), global_pool_kernel(x),
+           linear_kernel((1, STAGE_CHANNELS[-1]), NUM_CLASSES)]
+    return tuple(ks)
