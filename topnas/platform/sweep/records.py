@@ -98,6 +98,8 @@ class TrialRecord:
     config: dict[str, Any] = field(default_factory=dict)  # Variant.to_dict()
     point: dict[str, Any] = field(default_factory=dict)  # the search-space point
     finished_at: float = 0.0
+    rung: int | None = None  # early_stopped: the rung (iteration) whose decision stopped it (moasha.py)
+    rung_front: list[str] = field(default_factory=list)  # ... and the trial ids on that rung's front then
 
     def to_json(self) -> str:
         data = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
