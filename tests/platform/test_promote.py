@@ -29,6 +29,22 @@ from topnas.platform.pareto_plots import COLUMNS  # noqa: E402
 from topnas.search_spaces import default_space, preset_variant  # noqa: E402
 
 SWEEP = "handmade"
+PACKAGED = Path(P.__file__).parent / "latency" / "predictors"
+PREDICTOR_ID = P._predictor_id(PACKAGED / "snapdragon865_tnn_1core.json")
+_EXPORTED: dict[str, object] = {}  # ONNX file stem -> the variant it was "exported" from (see graph_reader)
+
+
+@pytest.fixture(autouse=True)
+def graph_reader(monkeypatch):
+    """Price a fake run's ONNX file as the kernels of the variant it stands for.
+
+    The fake full runs carry a one-node ONNX file named after the variant; the real ONNX -> kernels
+    reader is exercised by test_finalize_prices_a_real_export.
+    """
+    from topnas.platform.latency.kernels import kernels_from_config
+
+    monkeypatch.setattr(P, "_graph_kernels_reader",
+                        lambda: (lambda path: kernels_from_config(_EXPORTED[Path(path).stem])))
 
 
 def _rows():
@@ -61,8 +77,9 @@ def sweep_env(tmp_path_factory):
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.create_experiment("topnas-sweeps", artifact_location=(root / "mlartifacts").as_uri())
     parent = client.create_run(exp, run_name=SWEEP, tags={"topnas.sweep": SWEEP, "topnas.kind": "sweep",
-                                                          "topnas.predictor_id": "snapdragon865_tnn_1core"})
+                                                          "topnas.predictor_id": PREDICTOR_ID})
     pid = parent.info.run_id
+    client.log_artifact(pid, str(PACKAGED / "snapdragon865_tnn_1core.json"), "config")  # as the sweep does
     rows, variants = [], {}
     for key, v, status, miou, lat in _rows():
         child = client.create_run(exp, run_name=f"trial-{key}", tags={
@@ -259,7 +276,7 @@ def test_promote_writes_yaml_and_registers_challenger_with_lineage(record, sweep
     assert float(t["topnas.predicted_latency_lo"]) == pytest.approx(18.0)
     assert float(t["topnas.predicted_latency_hi"]) == pytest.approx(22.0)
     assert t["topnas.selection"] == "knee" and t["topnas.forced"] == "false"
-    assert t["topnas.predictor_id"] == "snapdragon865_tnn_1core"
+    assert t["topnas.predictor_id"] == PREDICTOR_ID
     assert t["topnas.train_run"] == promo.run_name
     names = {f.path for f in client.list_artifacts(trial_run, "promotion")}
     assert {"promotion/variant.yaml", "promotion/selection.json", f"promotion/{promo.yaml_path.name}"} <= names
@@ -292,8 +309,11 @@ def test_cli_needs_a_selection_rule(sweep_env, capsys):
 
 
 # ----------------------------------------------------------------------------- finalize + champion
-def _fake_full_run(sweep_env, promo, miou: float, input_size=None) -> str:
-    """What a finished full run leaves in MLflow: tags, val_mIoU history, config and ONNX artifacts."""
+def _fake_full_run(sweep_env, promo, miou: float, input_size=None, change=None) -> str:
+    """What a finished full run leaves in MLflow: tags, val_mIoU history, config and ONNX artifacts.
+
+    ``change(cfg) -> cfg`` edits the trained config first (another dataset, schedule, ...).
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -301,6 +321,9 @@ def _fake_full_run(sweep_env, promo, miou: float, input_size=None) -> str:
 
     client = sweep_env["client"]
     cfg = load_config(promo.train_yaml)
+    if change is not None:
+        cfg = change(cfg)
+    _EXPORTED[cfg.variant.id] = cfg.variant
     h, w = input_size or cfg.variant.input_size
     exp = client.get_experiment_by_name("topnas-promoted") or None
     exp_id = exp.experiment_id if exp else client.create_experiment(
@@ -407,10 +430,16 @@ def test_cli_accept_says_which_it_kept(sweep_env, promoted, capsys):
     assert "champion kept" in out and "it dominates" in out
 
 
-def test_finalize_uses_the_predictor_the_sweep_logged(sweep_env, tmp_path):
+def _version(tags, version="7"):
     from types import SimpleNamespace
 
-    from topnas.platform.latency.predictor import LatencyPredictor, packaged_predictor
+    return SimpleNamespace(tags=tags, version=version)
+
+
+@pytest.fixture
+def shifted_sweep(sweep_env, tmp_path):
+    """A sweep run that logged its own predictor (the packaged one + 100 ms) under config/, as sweeps do."""
+    from topnas.platform.latency.predictor import packaged_predictor
 
     client = sweep_env["client"]
     shifted = packaged_predictor()
@@ -419,14 +448,186 @@ def test_finalize_uses_the_predictor_the_sweep_logged(sweep_env, tmp_path):
     (tmp_path / "config" / "sweep.yaml").write_text("name: other\n")
     run = client.create_run(sweep_env["experiment"], run_name="other-sweep", tags={"topnas.sweep": "other"})
     client.log_artifacts(run.info.run_id, str(tmp_path / "config"), "config")
-    fake_version = SimpleNamespace(tags={"topnas.sweep_run_id": run.info.run_id})
+    return run.info.run_id, path, P._predictor_id(path)
+
+
+def test_finalize_uses_exactly_the_predictor_the_sweep_recorded(sweep_env, shifted_sweep):
+    from topnas.platform.latency.predictor import packaged_predictor
+
+    client = sweep_env["client"]
+    run_id, path, pid = shifted_sweep
     variant = preset_variant("tiny")
-    got = P._load_predictor(client, fake_version, None).predict(variant).ms
-    assert got == pytest.approx(packaged_predictor().predict(variant).ms + 100.0)
-    # an explicit predictor wins; no sweep run: the packaged one
-    assert P._load_predictor(client, fake_version, str(path)).predict(variant).ms == pytest.approx(got)
-    assert P._load_predictor(client, None, None).predict(variant).ms == pytest.approx(got - 100.0)
-    assert isinstance(P._load_predictor(client, None, "snapdragon865_tnn_1core"), LatencyPredictor)
+    choice = P._load_predictor(client, _version({"topnas.sweep_run_id": run_id, "topnas.predictor_id": pid}), None)
+    assert choice.id == pid and choice.source == f"runs:/{run_id}/config/my_device.json"
+    assert choice.predictor.predict(variant).ms == pytest.approx(packaged_predictor().predict(variant).ms + 100.0)
+    # an explicit predictor wins (file or packaged name), whatever the sweep recorded
+    assert P._load_predictor(client, None, str(path)).id == pid
+    assert P._load_predictor(client, None, "snapdragon865_tnn_1core").id == PREDICTOR_ID
+
+
+def test_finalize_stops_when_the_recorded_predictor_is_missing(sweep_env, shifted_sweep):
+    client = sweep_env["client"]
+    run_id, _, _ = shifted_sweep
+    # the sweep priced with a predictor whose file is not among its artifacts (not the +100 ms one)
+    with pytest.raises(ConfigError) as err:
+        P._load_predictor(client, _version({"topnas.sweep_run_id": run_id,
+                                            "topnas.predictor_id": "my_device-0123456789"}), None)
+    msg = str(err.value)
+    assert "\n" not in msg and "my_device-0123456789" in msg and run_id in msg and "pass --predictor" in msg
+    # no recorded predictor id / not promoted at all: no silent packaged default either
+    with pytest.raises(ConfigError, match=r"records no sweep predictor \(tag topnas.predictor_id\).*--predictor"):
+        P._load_predictor(client, _version({"topnas.sweep_run_id": run_id}), None)
+    with pytest.raises(ConfigError, match="not promoted from a sweep.*--predictor"):
+        P._load_predictor(client, None, None)
+
+
+def test_recorded_predictor_path_is_used_only_while_it_is_the_same_file(sweep_env, tmp_path):
+    """A sweep run without the artifact: its param predictor.path, if the bytes still hash to the id."""
+    from topnas.platform.latency.predictor import packaged_predictor
+
+    client = sweep_env["client"]
+    path = packaged_predictor().save(tmp_path / "dev.json")
+    pid = P._predictor_id(path)
+    run = client.create_run(sweep_env["experiment"], run_name="no-artifacts")
+    client.log_param(run.info.run_id, "predictor.path", str(path))
+    version = _version({"topnas.sweep_run_id": run.info.run_id, "topnas.predictor_id": pid})
+    assert P._load_predictor(client, version, None).source == str(path)
+    changed = packaged_predictor()
+    changed.intercept_ms += 1.0
+    changed.save(path)
+    with pytest.raises(ConfigError, match=r"dev.json \(another file now\)"):
+        P._load_predictor(client, version, None)
+    path.unlink()
+    with pytest.raises(ConfigError, match=r"dev.json \(missing\)"):
+        P._load_predictor(client, version, None)
+
+
+def test_explicit_predictor_must_exist_and_parse(sweep_env, tmp_path):
+    client = sweep_env["client"]
+    with pytest.raises(ConfigError, match="--predictor: got 'nope'.*packaged name"):
+        P._load_predictor(client, None, "nope")
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="--predictor.*cannot read it") as err:
+        P._load_predictor(client, None, str(bad))
+    assert "\n" not in str(err.value)
+
+
+def test_cli_finalize_without_a_recorded_predictor_is_one_line(sweep_env, capsys, monkeypatch):
+    from topnas.platform.cli import main
+
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    client = sweep_env["client"]
+    exp = client.create_experiment("hand-trained")
+    run = client.create_run(exp, run_name="by-hand")
+    client.log_metric(run.info.run_id, "val_mIoU", 0.3, step=10)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    folder = sweep_env["root"] / f"hand-{run.info.run_id}"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / "onnx" / "x.onnx").write_bytes(b"")
+    client.log_artifacts(run.info.run_id, str(folder))
+    rc = main(["promote", "--finalize", run.info.run_id, "--tracking-uri", sweep_env["uri"]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--predictor" in err[0] and "not promoted from a sweep" in err[0]
+    assert "Traceback" not in "".join(err)
+
+
+# ----------------------------------------------------------------------------- the export is priced, not the config
+def test_finalize_refuses_without_a_graph_reader(sweep_env, promoted, monkeypatch):
+    """No ONNX -> kernels reader: the check fails; the config's prediction is never passed off as the export's."""
+    promo = promoted("m-noreader")
+    rid = _fake_full_run(sweep_env, promo, 0.5)
+    monkeypatch.setattr(P, "_graph_kernels_reader", lambda: None)
+    with pytest.raises(ConfigError, match="final latency.*onnx_kernels"):
+        P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-noreader")
+    assert "final_latency_ms" not in sweep_env["client"].get_run(rid).data.metrics
+
+
+def test_finalize_prices_the_graph_not_the_config(sweep_env, promoted, monkeypatch):
+    """The export's kernels decide: a graph that differs from the config gets its own price."""
+    from topnas.platform.latency.kernels import kernels_from_config
+    from topnas.platform.latency.predictor import packaged_predictor
+
+    promo = promoted("m-graph")
+    rid = _fake_full_run(sweep_env, promo, 0.5)
+    bigger = preset_variant("base")
+    monkeypatch.setattr(P, "_graph_kernels_reader", lambda: (lambda path: kernels_from_config(bigger)))
+    res = P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-graph")
+    pred = packaged_predictor()
+    assert res.latency_ms == pytest.approx(pred.predict(bigger).ms)
+    m = sweep_env["client"].get_run(rid).data.metrics
+    assert m["final_latency_ms"] == pytest.approx(pred.predict(bigger).ms)
+    assert m["config_latency_ms"] == pytest.approx(pred.predict(promo.selection.variant).ms)
+    assert m["final_latency_ms"] != pytest.approx(m["config_latency_ms"])
+
+
+def test_finalize_prices_a_real_export(sweep_env, promoted, monkeypatch, tmp_path):
+    """The real reader on the real exporter's graph agrees with the config's kernels."""
+    reader = P.__dict__["_graph_kernels_reader"]
+    monkeypatch.undo()  # this test uses the package's own reader
+    if P._graph_kernels_reader() is None:
+        pytest.skip("topnas.platform.latency.kernels.onnx_kernels not in this checkout yet")
+    from topnas.platform.latency.predictor import packaged_predictor
+    from topnas.topformer.export import export_onnx
+
+    assert reader is not None
+    variant = preset_variant("tiny", input_size=(256, 256))
+    path = export_onnx(variant.build(norm="BN"), tmp_path / "tiny.onnx", variant.input_size)
+    choice = P.PredictorChoice(packaged_predictor(), PREDICTOR_ID, "test")
+    got = P.price_onnx(choice, path)
+    assert got.ms == pytest.approx(packaged_predictor().predict(variant).ms, rel=0.02)
+
+
+# ----------------------------------------------------------------------------- accept compares like with like
+def _other(**sections):
+    """``change`` for _fake_full_run: replace fields of config sections, e.g. schedule={"max_iters": 80_000}."""
+    import dataclasses
+
+    def change(cfg):
+        return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **fields)
+                                           for name, fields in sections.items()})
+    return change
+
+
+@pytest.mark.parametrize("change, what", [
+    (_other(schedule={"max_iters": 80_000}), "iterations: champion 160000, candidate 80000"),
+    (_other(model={"num_classes": 171}), "number of classes: champion 150, candidate 171"),
+    (_other(data={"root": "/data/cityscapes"}), "dataset: champion ade:validation, candidate cityscapes:validation"),
+])
+def test_accept_refuses_runs_trained_differently(sweep_env, promoted, change, what):
+    uri, name = sweep_env["uri"], f"m-cmp-{what.split(':')[0].replace(' ', '-')}"
+    champ = _fake_full_run(sweep_env, promoted(name), 0.40, change=_other(data={"root": "/data/ade"}))
+    assert P.accept(champ, tracking_uri=uri, model_name=name).moved
+    cand = _fake_full_run(sweep_env, promoted(name), 0.90,
+                          change=lambda c: change(_other(data={"root": "/data/ade"})(c)))
+    with pytest.raises(P.PromotionRefused) as err:
+        P.accept(cand, tracking_uri=uri, model_name=name)
+    assert what in str(err.value) and "--force" in str(err.value)
+    client = sweep_env["client"]
+    assert client.get_model_version_by_alias(name, "champion").run_id == champ
+    d = P.accept(cand, tracking_uri=uri, model_name=name, force=True)
+    assert d.moved and "FORCED" in d.reason and what in d.reason
+    assert what in client.get_model_version(name, d.candidate).tags["topnas.accept_forced"]
+
+
+def test_accept_refuses_another_predictor_and_input_size(sweep_env, promoted, capsys, monkeypatch):
+    from topnas.platform.cli import main
+
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    uri, name = sweep_env["uri"], "m-cmp-pred"
+    champ = _fake_full_run(sweep_env, promoted(name), 0.40)
+    assert P.accept(champ, tracking_uri=uri, model_name=name).moved
+    # trial_G is a 448x448 variant; priced with the local ORT predictor
+    cand = _fake_full_run(sweep_env, promoted(name, trial="trial_G", force=True), 0.9)
+    base = ["promote", "--accept", cand, "--tracking-uri", uri, "--model-name", name]
+    assert main(base + ["--predictor", "local_cpu_ort"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "input size: champion 512x512, candidate 448x448" in err[0]
+    assert f"latency predictor: champion {PREDICTOR_ID}, candidate local_cpu_ort-" in err[0]
+    assert main(base + ["--force"]) == 0
+    assert "FORCED" in capsys.readouterr().out
 
 
 def test_ray_job_submission_names_the_interpreter_and_passes_tracking(record, sweep_env, tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -68,6 +69,7 @@ __all__ = [
     "FinalizeResult",
     "LaunchResult",
     "Promotion",
+    "PredictorChoice",
     "PromotionRefused",
     "Selection",
     "SweepRecord",
@@ -81,12 +83,15 @@ __all__ = [
     "full_run_command",
     "launch_local",
     "load_sweep",
+    "price_onnx",
     "promote",
     "recipe_path",
     "register_challenger",
     "run_full_training",
+    "run_setup",
     "scale_down_experiment",
     "select_trial",
+    "setup_differences",
     "size_class",
     "submit_ray_job",
     "write_experiment",
@@ -139,6 +144,14 @@ TAG_FINAL_LAT = T + "final_latency_ms"
 TAG_FINAL_LAT_LO = T + "final_latency_lo"
 TAG_FINAL_LAT_HI = T + "final_latency_hi"
 TAG_MODEL_NAME = T + "model_name"
+# What accept compares between two trained versions (set by finalize).
+SETUP_DATASET = T + "setup.dataset"
+SETUP_CLASSES = T + "setup.num_classes"
+SETUP_INPUT = T + "setup.input_size"
+SETUP_ITERS = T + "setup.max_iters"
+SETUP_PREDICTOR = T + "setup.predictor_id"
+SETUP_TAGS = {SETUP_DATASET: "dataset", SETUP_CLASSES: "number of classes", SETUP_INPUT: "input size",
+              SETUP_ITERS: "iterations", SETUP_PREDICTOR: "latency predictor"}
 
 _NOT_ON_FRONT = ("{what} is not on the Pareto front of sweep {sweep}: {why}. Promote a front member "
                  "(`topnas pareto show {sweep}`), or pass --force to promote it anyway.")
@@ -980,26 +993,92 @@ def _find_promoted_version(client: MlflowClient, model_name: str, run) -> ModelV
     return None
 
 
-def _load_predictor(client: MlflowClient, promoted: ModelVersion | None, predictor: str | None):
-    from topnas.platform.latency.predictor import LatencyPredictor, packaged_predictor
+@dataclass(frozen=True)
+class PredictorChoice:
+    """The latency predictor finalize prices with, its identity (``<stem>-<sha256[:10]>``) and origin."""
+
+    predictor: Any = field(repr=False)
+    id: str
+    source: str
+
+
+def _predictor_id(path: Path) -> str:
+    import hashlib
+
+    return f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:10]}"
+
+
+def _predictor_file(path: Path, what: str) -> PredictorChoice:
+    from topnas.platform.latency.predictor import LatencyPredictor
+
+    try:
+        return PredictorChoice(LatencyPredictor.load(path), _predictor_id(path), what)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError("--predictor", str(path), "a latency predictor JSON file (see `topnas latency fit`)",
+                          hint=f"cannot read it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from None
+
+
+def _load_predictor(client: MlflowClient, promoted: ModelVersion | None, predictor: str | None) -> PredictorChoice:
+    """Exactly the predictor the sweep priced the promoted variant with, or ``predictor`` when given.
+
+    The promoted version records the sweep's predictor id (``topnas.predictor_id``, the file stem
+    plus the first 10 hex of its sha256) and the sweep's run; the file is looked up, in order, among
+    the sweep run's ``config/*.json`` artifacts and at the path the sweep recorded (param
+    ``predictor.path``), and used only when its bytes hash to the recorded id. Anything else stops
+    with an error naming what is missing: latencies from different predictors are never mixed.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from topnas.platform.latency.predictor import PACKAGED
 
     if predictor:
         path = Path(predictor)
-        return LatencyPredictor.load(path) if path.is_file() else packaged_predictor(predictor)
-    sweep_run = (promoted.tags.get(TAG_SWEEP_RUN) if promoted else "") or ""
-    if sweep_run:  # the sweep logs the predictor it used as config/<predictor file>.json
-        try:
-            candidates = [f.path for f in client.list_artifacts(sweep_run, "config") if f.path.endswith(".json")]
-        except Exception:  # noqa: BLE001 - a hand-made sweep record without the folder
-            candidates = []
-        for rel in candidates:
-            with tempfile.TemporaryDirectory() as tmp:
-                try:
-                    return LatencyPredictor.load(client.download_artifacts(sweep_run, rel, tmp))
-                except Exception:  # noqa: BLE001 - some other JSON file
-                    continue
-        log.info("sweep run %s logged no latency predictor under config/; using the packaged one", sweep_run)
-    return packaged_predictor()
+        if not path.is_file():
+            path = PACKAGED / f"{predictor}.json"
+            if not path.is_file():
+                known = sorted(p.stem for p in PACKAGED.glob("*.json"))
+                raise ConfigError("--predictor", predictor, f"a predictor JSON file or a packaged name {known}")
+        choice = _predictor_file(path, f"--predictor {predictor}")
+        recorded = (promoted.tags.get(TAG_PREDICTOR) if promoted else "") or ""
+        if recorded and recorded != choice.id:
+            log.warning("--predictor %s (%s) is not the sweep's predictor %s: the final latency is not comparable "
+                        "with the promoted one", predictor, choice.id, recorded)
+        return choice
+    how = "pass --predictor <the predictor JSON the sweep used, or a packaged name>"
+    if promoted is None:
+        raise ConfigError("--predictor", None, "a latency predictor",
+                          hint=f"the run was not promoted from a sweep (no model version records its predictor); {how}")
+    recorded = promoted.tags.get(TAG_PREDICTOR) or ""
+    sweep_run = promoted.tags.get(TAG_SWEEP_RUN) or ""
+    if not recorded:
+        raise ConfigError("--predictor", None, "a latency predictor",
+                          hint=f"promoted version {promoted.version} records no sweep predictor "
+                               f"(tag {TAG_PREDICTOR}); {how}")
+    looked: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if sweep_run:
+            try:
+                names = [f.path for f in client.list_artifacts(sweep_run, "config") if f.path.endswith(".json")]
+            except MlflowException as exc:
+                raise ConfigError("--predictor", None, f"the sweep's predictor {recorded}",
+                                  hint=f"cannot list the artifacts of sweep run {sweep_run} "
+                                       f"({str(exc).splitlines()[0]}); {how}") from None
+            for rel in names:
+                local = Path(client.download_artifacts(sweep_run, rel, tmp))
+                if _predictor_id(local) == recorded:
+                    return _predictor_file(local, f"runs:/{sweep_run}/{rel}")
+            looked.append(f"artifacts of sweep run {sweep_run} ({', '.join(names) or 'no config/*.json'})")
+            recorded_path = client.get_run(sweep_run).data.params.get("predictor.path") or ""
+            if recorded_path:
+                p = Path(recorded_path)
+                if p.is_file() and _predictor_id(p) == recorded:
+                    return _predictor_file(p, recorded_path)
+                looked.append(f"{recorded_path} ({'another file now' if p.is_file() else 'missing'})")
+        else:
+            looked.append(f"the promoted version {promoted.version} names no sweep run (tag {TAG_SWEEP_RUN})")
+    raise ConfigError("--predictor", None, f"the sweep's predictor {recorded}",
+                      hint=f"not found: looked in {'; '.join(looked)}; {how}")
 
 
 def _onnx_artifact(client: MlflowClient, run_id: str) -> str:
@@ -1020,6 +1099,54 @@ def _onnx_input_hw(path: str) -> tuple[int, int] | None:
     return (values[2], values[3]) if len(values) == 4 and all(values[2:]) else None
 
 
+def _graph_kernels_reader():
+    """The latency package's ONNX -> kernel list reader, or None in a checkout without it."""
+    from topnas.platform.latency import kernels as _kernels
+
+    reader = getattr(_kernels, "onnx_kernels", None)
+    if reader is None:
+        with contextlib.suppress(ImportError):
+            from topnas.platform.latency import onnx_graph  # type: ignore[attr-defined]
+
+            reader = getattr(onnx_graph, "onnx_kernels", None)
+    return reader
+
+
+def price_onnx(choice: PredictorChoice, onnx_path: str | os.PathLike[str], what: str = "") -> Any:
+    """The predictor's :class:`Prediction` for the exported graph itself (its own kernels, not the config).
+
+    Refuses, rather than fall back to the config's prediction, when this checkout cannot read kernels
+    from an ONNX graph or the predictor cannot price one of its kernel types.
+    """
+    reader = _graph_kernels_reader()
+    if reader is None:
+        raise ConfigError("final latency", what or str(onnx_path),
+                          "the exported ONNX graph priced by the graph-generic predictor",
+                          hint="this checkout has no topnas.platform.latency.kernels.onnx_kernels (ONNX graph -> "
+                               "kernels); finalize will not report the config's prediction as the export's")
+    if not hasattr(choice.predictor, "predict_kernels"):
+        raise ConfigError("--predictor", choice.source, "a predictor that prices kernel lists (predict_kernels)")
+    return choice.predictor.predict_kernels(reader(os.fspath(onnx_path)))
+
+
+def run_setup(cfg: Any, predictor_id: str) -> dict[str, str]:
+    """What makes two full runs comparable: dataset, classes, input size, iterations, latency predictor.
+
+    The dataset is the folder's name, the evaluation split and its cap (the same data under another
+    absolute path on another machine compares equal); a generated fixture adds its spec.
+    """
+    data = cfg.data
+    dataset = f"{Path(data.root).name}:{data.val_split}"
+    if data.val_max_samples:
+        dataset += f"[:{data.val_max_samples}]"
+    if data.fixture is not None:
+        f = data.fixture
+        dataset += f" (fixture {f.classes} classes, {f.train}/{f.val} images, seed {f.seed})"
+    h, w = cfg.variant.input_size
+    return {SETUP_DATASET: dataset, SETUP_CLASSES: str(cfg.model.num_classes), SETUP_INPUT: f"{h}x{w}",
+            SETUP_ITERS: str(cfg.schedule.max_iters), SETUP_PREDICTOR: predictor_id}
+
+
 def finalize(
     run_id: str,
     *,
@@ -1030,13 +1157,14 @@ def finalize(
     """Close a full run: final mIoU, predicted latency of its ONNX export, trained model version.
 
     Logs on the run (metrics, step = the run's final iteration): ``final_val_mIoU``,
-    ``final_latency_ms`` / ``_lo`` / ``_hi`` (``predictor`` when given, else the predictor the sweep
-    logged under ``config/``, else the packaged Snapdragon 865 one, applied to the
-    architecture of the exported graph, whose input size is checked against the ONNX file) and,
-    beside them, ``promoted_proxy_mIoU`` and ``promoted_latency_ms`` / ``_lo`` / ``_hi``; plus
-    ``promotion/finalize.json``. Then registers version vN+1 (source: the run's artifacts, with the
-    lineage tags and the final numbers) and moves alias ``challenger`` to it. Idempotent: a run
-    finalized before keeps its version.
+    ``final_latency_ms`` / ``_lo`` / ``_hi`` (the exported ONNX graph's own kernels priced by
+    ``predictor`` when given, else by exactly the predictor the sweep recorded - see
+    :func:`_load_predictor`; never a fallback) and, beside them, ``promoted_proxy_mIoU``,
+    ``promoted_latency_ms`` / ``_lo`` / ``_hi`` and ``config_latency_ms`` (the same predictor on the
+    run's config, so a gap between config and export shows); plus ``promotion/finalize.json``.
+    Then registers version vN+1 (source: the run's artifacts, with the lineage tags, the final
+    numbers and the run's setup, :func:`run_setup`, that :func:`accept` compares) and moves alias
+    ``challenger`` to it. Idempotent: a run finalized before keeps its version.
     """
     from mlflow.entities import Metric
 
@@ -1058,16 +1186,19 @@ def finalize(
         raise ConfigError("run", run_id, "a run that logged val_mIoU", hint="the full run has no evaluation")
     promoted = _find_promoted_version(client, model_name, run)
     onnx_rel = _onnx_artifact(client, run_id)
+    choice = _load_predictor(client, promoted, predictor)
     with tempfile.TemporaryDirectory() as tmp:
         cfg_local = client.download_artifacts(run_id, "config/train_config.yaml", tmp)
         cfg = TrainConfig.from_yaml_text(Path(cfg_local).read_text())
         onnx_local = client.download_artifacts(run_id, onnx_rel, tmp)
         hw = _onnx_input_hw(onnx_local)
-    variant = cfg.variant
-    if hw is not None and tuple(hw) != tuple(variant.input_size):
-        raise ConfigError("onnx input", list(hw), [list(variant.input_size)],
-                          hint="the exported graph does not match the run's variant")
-    pred = _load_predictor(client, promoted, predictor).predict(variant)
+        variant = cfg.variant
+        if hw is not None and tuple(hw) != tuple(variant.input_size):
+            raise ConfigError("onnx input", list(hw), [list(variant.input_size)],
+                              hint="the exported graph does not match the run's variant")
+        pred = price_onnx(choice, onnx_local, onnx_rel)
+    config_pred = choice.predictor.predict(variant)
+    setup = run_setup(cfg, choice.id)
     step = int(run.data.tags.get("topnas.final_iteration") or 0)
     ptags = promoted.tags if promoted else {}
     promoted_vals = {k: _float(ptags.get(t)) for k, t in (("proxy_mIoU", TAG_PROXY_MIOU), ("latency_ms", TAG_LAT),
@@ -1076,13 +1207,15 @@ def finalize(
     values = {"final_val_mIoU": final_miou, "final_latency_ms": pred.ms, "final_latency_lo": pred.lo,
               "final_latency_hi": pred.hi, "promoted_proxy_mIoU": promoted_vals["proxy_mIoU"],
               "promoted_latency_ms": promoted_vals["latency_ms"], "promoted_latency_lo": promoted_vals["latency_lo"],
-              "promoted_latency_hi": promoted_vals["latency_hi"]}
+              "promoted_latency_hi": promoted_vals["latency_hi"], "config_latency_ms": config_pred.ms}
     client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items() if math.isfinite(v)],
                      synchronous=True)
     client.set_tag(run_id, "topnas.final_latency_out_of_range", str(pred.out_of_range).lower())
     client.set_tag(run_id, "topnas.onnx_artifact", onnx_rel)
+    client.set_tag(run_id, SETUP_PREDICTOR, choice.id)
     summary = {"run_id": run_id, "variant_id": variant.id, "onnx": onnx_rel, "onnx_input_size": hw,
-               "final": values, "out_of_range": pred.out_of_range, "out_of_range_reasons": list(pred.reasons),
+               "final": values, "priced": "onnx graph", "predictor": {"id": choice.id, "source": choice.source},
+               "setup": setup, "out_of_range": pred.out_of_range, "out_of_range_reasons": list(pred.reasons),
                "promoted_version": promoted.version if promoted else None}
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "finalize.json"
@@ -1094,7 +1227,7 @@ def finalize(
     tags.update({TAG_STAGE: "trained", TAG_FULL_RUN: run_id, TAG_FINAL_MIOU: _num(final_miou),
                  TAG_FINAL_LAT: _num(pred.ms), TAG_FINAL_LAT_LO: _num(pred.lo),
                  TAG_FINAL_LAT_HI: _num(pred.hi), TAG_PROMOTED_VERSION: str(promoted.version) if promoted else "",
-                 T + "trained_variant_id": variant.id, T + "onnx_artifact": onnx_rel})
+                 T + "trained_variant_id": variant.id, T + "onnx_artifact": onnx_rel, **setup})
     description = (f"{ptags.get(TAG_VARIANT, variant.id)} after the full run {run.info.run_name}: "
                    f"mIoU {final_miou:.4f}, predicted {pred.ms:.2f} ms [{pred.lo:.2f}, {pred.hi:.2f}]")
     mv = client.create_model_version(model_name, source=run.info.artifact_uri, run_id=run_id, tags=tags,
@@ -1103,6 +1236,17 @@ def finalize(
     return FinalizeResult(run_id, model_name, str(mv.version), str(promoted.version) if promoted else None,
                           final_miou, pred.ms, pred.lo, pred.hi, pred.out_of_range, onnx_rel,
                           promoted_vals)
+
+
+def setup_differences(champion: Mapping[str, str], candidate: Mapping[str, str]) -> list[str]:
+    """``"<what>: champion X, candidate Y"`` for each :func:`run_setup` tag that differs (or is unrecorded)."""
+    out = []
+    for tag, what in SETUP_TAGS.items():
+        a, b = champion.get(tag), candidate.get(tag)
+        if a != b:
+            out.append(f"{what}: champion {a if a is not None else 'not recorded'}, "
+                       f"candidate {b if b is not None else 'not recorded'}")
+    return out
 
 
 def _result_from_version(mv: ModelVersion, run_id: str, model_name: str) -> FinalizeResult:
@@ -1131,12 +1275,16 @@ def accept(
     tracking_uri: str | None = None,
     model_name: str = DEFAULT_MODEL_NAME,
     predictor: str | None = None,
+    force: bool = False,
 ) -> AcceptDecision:
     """Move alias ``champion`` to the full run's version unless the current champion dominates it.
 
     Compared on the final mIoU and the predicted latency of each export (version tags
     ``topnas.final_mIoU`` / ``topnas.final_latency_ms``). A run not finalized yet is finalized first.
-    No champion yet: the candidate becomes champion.
+    No champion yet: the candidate becomes champion. Refused (:class:`PromotionRefused`) when the two
+    runs differ in dataset, number of classes, input size, iterations or latency predictor
+    (:func:`run_setup`), naming each difference, unless ``force``; a forced move is tagged
+    ``topnas.accept_forced`` on the new champion version.
     """
     from mlflow.exceptions import MlflowException
 
@@ -1154,6 +1302,18 @@ def accept(
                               f"no champion yet: v{fin.version} (mIoU {new[0]:.4f}, {new[1]:.2f} ms) becomes champion")
     if str(current.version) == fin.version:
         return AcceptDecision(name, fin.version, fin.version, fin.version, False, f"v{fin.version} is already champion")
+    candidate_tags = client.get_model_version(name, fin.version).tags
+    differences = setup_differences(current.tags, candidate_tags)
+    note = ""
+    if differences:
+        text = "; ".join(differences)
+        if not force:
+            raise PromotionRefused(
+                f"run {run_id} (v{fin.version}) is not comparable with champion v{current.version}: {text}. "
+                "Train both the same way, or pass --force to compare them anyway.")
+        log.warning("accepting v%s against champion v%s although %s (--force)", fin.version, current.version, text)
+        client.set_model_version_tag(name, fin.version, T + "accept_forced", text)
+        note = f" [FORCED although {text}]"
     old = (_float(current.tags.get(TAG_FINAL_MIOU)), _float(current.tags.get(TAG_FINAL_LAT)))
     describe_old = f"v{current.version} (mIoU {old[0]:.4f}, {old[1]:.2f} ms)"
     describe_new = f"v{fin.version} (mIoU {new[0]:.4f}, {new[1]:.2f} ms)"
@@ -1163,10 +1323,10 @@ def accept(
         flags = {f.id: f.pareto for f in _pareto.pareto_flags(points, OBJECTIVES)}
         if not flags["candidate"]:
             return AcceptDecision(name, fin.version, str(current.version), str(current.version), False,
-                                  f"kept champion {describe_old}: it dominates {describe_new}")
+                                  f"kept champion {describe_old}: it dominates {describe_new}{note}")
         why = "it dominates the champion" if not flags["champion"] else "neither dominates the other"
     else:
         why = "the champion has no final mIoU / latency to compare"
     client.set_registered_model_alias(name, CHAMPION, fin.version)
     return AcceptDecision(name, fin.version, str(current.version), fin.version, True,
-                          f"champion moved from {describe_old} to {describe_new}: {why}")
+                          f"champion moved from {describe_old} to {describe_new}: {why}{note}")

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--max-latency-ms", type=float, metavar="MS",
                       help="the most accurate front member with predicted latency <= MS")
     pick.add_argument("--knee", action="store_true", help="the knee of the front")
-    p.add_argument("--force", action="store_true", help="promote a trial that is not on the front")
+    p.add_argument("--force", action="store_true", help="promote a trial that is not on the front; with "
+                   "--accept: compare runs that differ in dataset, classes, input size, iterations or predictor")
 
     p.add_argument("--model-name", default=None,
                    help="registered model (default: sweep YAML tracking.registered_model, else topformer-ade20k)")
@@ -58,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", type=float, default=60.0, metavar="S",
                    help="with --address: seconds to wait for the job's MLflow run to appear (default 60)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, the sweep's, or runs/mlflow.db)")
-    p.add_argument("--predictor", help="latency predictor JSON or packaged name for --finalize "
-                                       "(default: the sweep's config/predictor.json)")
+    p.add_argument("--predictor", help="latency predictor JSON or packaged name that prices the full run's "
+                                       "ONNX export (default: exactly the one the sweep recorded; an error if "
+                                       "it cannot be found)")
     p.add_argument("--storage", help="sweeps folder (default <runs>/sweeps)")
     p.set_defaults(func=_promote)
 
@@ -137,7 +139,7 @@ def _accept(args: argparse.Namespace) -> int:
     from topnas.platform import promote as P
 
     d = P.accept(args.accept, tracking_uri=args.tracking_uri, model_name=args.model_name or P.DEFAULT_MODEL_NAME,
-                 predictor=args.predictor)
+                 predictor=args.predictor, force=args.force)
     verb = "moved" if d.moved else "kept"
     print(f"{d.model_name}: champion {verb} -> v{d.champion}. {d.reason}")
     return 0
