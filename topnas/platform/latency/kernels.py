@@ -4,9 +4,10 @@ Two ways to get the same list:
 
 * :func:`extract_kernels` TAKES IT FROM THE MODEL: it builds the variant, folds BatchNorm and
   switches the backbone to its exportable path (exactly what :func:`~topnas.topformer.export.export_onnx`
-  exports), runs one forward pass at the variant's input size under a ``TorchFunctionMode`` and
-  records every torch function call that becomes a runtime kernel. An activation applied directly to
-  a convolution's output is fused into it (conv-bias-act is one kernel in ONNX Runtime and TNN).
+  exports) and records one forward pass with the model-agnostic
+  :func:`~topnas.platform.latency.trace.trace_kernels` (which takes any ``nn.Module``). An activation
+  that is a convolution's only consumer is fused into it (conv-bias-act is one kernel in ONNX Runtime
+  and TNN).
 * :func:`kernels_from_config` derives the same list analytically from the config, in microseconds
   and without torch, for the predictor (it runs inside the sampler). ``tests/platform/latency``
   checks the two are identical on presets and sampled variants, so the fast path cannot drift from
@@ -145,13 +146,13 @@ def global_pool_kernel(x: Shape, out_hw: tuple[int, int] = (1, 1), op: str = "ad
 
 
 @lru_cache(maxsize=65536)
-def linear_kernel(x: Shape, cout: int, act: str = "") -> Kernel:
-    """Fully connected layer on the last dimension (Gemm in ONNX), bias included."""
+def linear_kernel(x: Shape, cout: int, act: str = "", bias: bool = True) -> Kernel:
+    """Fully connected layer on the last dimension (Gemm, or MatMul by a constant, in ONNX)."""
     cin = x[-1]
     out = (*x[:-1], cout)
     rows = _numel(x[:-1])
     return Kernel("linear", "linear", (x,), out, rows * cin * cout,
-                  FLOAT_BYTES * (_numel(x) + _numel(out) + cin * cout + cout), 0, 1, act)
+                  FLOAT_BYTES * (_numel(x) + _numel(out) + cin * cout + (cout if bias else 0)), 0, 1, act)
 
 
 def layout_kernel(op: str, inputs: Sequence[Shape], out: Shape) -> Kernel:
@@ -293,99 +294,17 @@ def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
 
 
 # ----------------------------------------------------------------------- traced (model) path
-_ACTS = {"relu": "relu", "relu6": "relu6", "hardtanh": "hardtanh", "clamp": "clamp", "sigmoid": "sigmoid"}
-_ELTWISE = {"add": "add", "__add__": "add", "__radd__": "add", "__iadd__": "add", "mul": "mul", "__mul__": "mul",
-            "__rmul__": "mul", "sub": "sub", "__sub__": "sub", "div": "div", "__truediv__": "div"}
-# Calls that are no runtime kernel: views, metadata, constants folded at export, eval-mode dropout.
-_FREE = {"reshape", "view", "flatten", "t", "contiguous", "zeros", "ones", "__setitem__", "__getitem__", "dim",
-         "size", "dropout", "dropout2d", "detach", "to", "__get__", "numel", "unbind", "expand", "squeeze",
-         "unsqueeze", "linspace", "item", "tolist", "float", "__len__", "__format__"}
-
-
 def extract_kernels(variant: Any, model: Any = None) -> list[Kernel]:
     """Kernels of the variant's exported latency graph, recorded from one traced forward pass.
 
     `model` (optional) is a built ``TopFormer`` for `variant`; by default ``variant.build(norm="BN")``.
-    Raises ``RuntimeError`` on a torch call it cannot classify, so a model change that adds an op
-    fails loudly instead of silently losing time from the predictor.
+    BatchNorm is folded and the backbone switched to its exportable path (the graph
+    :func:`~topnas.topformer.export.export_onnx` writes), then :func:`~topnas.platform.latency.trace.trace_kernels`
+    records it like any other module (``RuntimeError`` on a torch call it cannot classify).
     """
-    import torch
-    from torch.overrides import TorchFunctionMode
-
+    from topnas.platform.latency.trace import trace_kernels
     from topnas.topformer.export import fold_batchnorm
 
     net = fold_batchnorm(model if model is not None else variant.build(norm="BN"))
     net.backbone.exportable = True  # the graph export_onnx writes
-    kernels: list[Kernel] = []
-    conv_out: dict[int, int] = {}  # id(output tensor) -> index of the conv kernel that produced it
-    keep: list[Any] = []  # keep outputs alive so ids stay unique during the trace
-    unknown: list[str] = []
-
-    def shape(t: Any) -> Shape:
-        return tuple(int(s) for s in t.shape)
-
-    class Recorder(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            name = getattr(func, "__name__", "") or ""
-            if name == "__get__":
-                return out
-            tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            if name == "conv2d":
-                x, wgt = args[0], args[1]
-                stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
-                groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
-                stride = stride[0] if isinstance(stride, (tuple, list)) else stride
-                k = conv_kernel(shape(x), int(wgt.shape[0]), int(wgt.shape[-1]), int(stride), int(groups))
-                if k.output != shape(out):
-                    raise RuntimeError(f"conv shape rule broke: predicted {k.output}, model {shape(out)}")
-                kernels.append(k)
-                conv_out[id(out)] = len(kernels) - 1
-            elif name in _ACTS and tensors and id(tensors[0]) in conv_out:
-                i = conv_out.pop(id(tensors[0]))
-                kernels[i] = kernels[i]._replace(act=_ACTS[name])
-            elif name in _ACTS:
-                kernels.append(eltwise_kernel(_ACTS[name], shape(tensors[0])))
-            elif name in _ELTWISE:
-                kernels.append(eltwise_kernel(_ELTWISE[name], *[shape(t) for t in tensors]))
-            elif name == "matmul":
-                a, b = shape(args[0]), shape(args[1])
-                kind = "matmul" if len(a) > 2 and len(b) > 2 else "pool"  # a constant 2-D operand: pooling
-                k = matmul_kernel(a, b, kind)
-                if k.output != shape(out):
-                    raise RuntimeError(f"matmul shape rule broke: predicted {k.output}, model {shape(out)}")
-                kernels.append(k)
-            elif name == "softmax":
-                s = shape(out)
-                kernels.append(softmax_kernel(s))
-            elif name == "avg_pool2d":
-                ksz = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
-                ksz = tuple(ksz) if isinstance(ksz, (tuple, list)) else (ksz, ksz)
-                kernels.append(avg_pool_kernel(shape(args[0]), ksz))
-            elif name == "adaptive_avg_pool2d":
-                kernels.append(global_pool_kernel(shape(args[0]), shape(out)[2:]))
-            elif name == "interpolate":
-                kernels.append(resize_kernel(shape(args[0]), shape(out)[2:]))
-            elif name == "permute":
-                dims = args[1:] if len(args) > 2 else args[1]
-                kernels.append(permute_kernel(shape(args[0]), tuple(dims)))
-            elif name == "cat":
-                kernels.append(layout_kernel("cat", [shape(t) for t in args[0]], shape(out)))
-            elif name in ("split", "split_with_sizes", "chunk"):
-                kernels.append(layout_kernel("split", (shape(args[0]),), shape(args[0])))
-            elif name in _FREE:
-                pass
-            else:
-                unknown.append(name)
-            if isinstance(out, torch.Tensor):
-                keep.append(out)
-            return out
-
-    x = torch.zeros(1, 3, *variant.input_size)
-    with torch.no_grad(), Recorder():
-        net(x)
-    if unknown:
-        raise RuntimeError(f"unclassified torch calls in the latency graph: {sorted(set(unknown))}; "
-                           "teach topnas.platform.latency.kernels about them")
-    return kernels
+    return trace_kernels(net, (1, 3, *variant.input_size))
