@@ -20,6 +20,7 @@ from ray.tune import Callback
 from topnas.platform import pareto as P
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
+from topnas.platform.sweep.moasha import record_stop
 from topnas.platform.sweep.searcher import META_KEY
 from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
 from topnas.platform.sweep.trial import run_name_of
@@ -84,6 +85,7 @@ class SweepCallback(Callback):
             if status == "failed" and run.data.tags.get(R.STATUS_TAG) == "failed" and run.data.tags.get(R.REASON_TAG):
                 reason = run.data.tags[R.REASON_TAG]  # the trial's own, more precise reason
         tracker.finish_child(run_id, status, reason, _MLFLOW_STATUS[status])
+        rung = record_stop(cfg.sweep_dir, trial.trial_id, tracker, run_id) if status == "early_stopped" else {}
         record = R.TrialRecord(
             trial_id=trial.trial_id, variant_id=variant.id, status=status, reason=reason,
             optuna_trial=meta.get("optuna_trial"),
@@ -91,7 +93,7 @@ class SweepCallback(Callback):
             iteration=result.get("iteration"), latency_ms=meta.get("latency_ms"), latency_lo=meta.get("latency_lo"),
             latency_hi=meta.get("latency_hi"), latency_out_of_range=bool(meta.get("out_of_range")),
             params=_int(metrics.get("params")), macs=_int(metrics.get("macs")), run_id=run_id, run_name=run_name,
-            preset=variant.preset or "", config=variant.to_dict(), point=point)
+            preset=variant.preset or "", config=variant.to_dict(), point=point, **rung)
         R.Ledger(cfg.sweep_dir).append(record)
         log.info("trial %s (%s): %s%s", trial.trial_id, variant.id, status, f" - {reason}" if reason else "")
         return record
