@@ -1,4 +1,8 @@
-"""The adb path driven through a fake `adb` executable on PATH that plays a Snapdragon 865 phone."""
+"""The TNN adb path driven through a fake `adb` executable on PATH that plays a Snapdragon 865 phone.
+
+Edge cases only (transient-error retry, serial handling, TNN conversion and command line): the
+"TNNTest" here is a stub that prints a line in TNN's Timer::Print format. The end-to-end test with
+a real compiled benchmark executed by an adb stand-in is test_adb_device.py."""
 from __future__ import annotations
 
 import json
@@ -75,11 +79,12 @@ elif "taskset" in cmd:
     if not (fs / proto.strip("/").replace("/", "__")).exists():
         print(f"open {proto} failed")
         sys.exit(1)
-    h = int(re.search(r"-is input:1,3,(\d+),(\d+)", rest).group(1))
+    h = int(re.search(r"-is 'input\[1,3,(\d+),(\d+)\]'", rest).group(1))
     avg = 40.5 * (h / 512) ** 2
     name = proto.rsplit("/", 1)[-1]
-    print("benchmark device: ARM\n")
-    print(f"{name:<45s} time cost: min = {avg * 0.97:<8.3f} ms  |  max = {avg * 1.05:<8.3f} ms  |  avg = {avg:<8.3f} ms ")
+    # the printf format of Timer::Print in Tencent/TNN test/timer.cc
+    print(f"{name:<45s} TNN Benchmark time cost: min = {avg * 0.97:<8.3f} ms  |  max = {avg * 1.05:<8.3f} ms  |  "
+          f"avg = {avg:<8.3f} ms ")
 else:
     print(f"/system/bin/sh: {cmd.split()[0]}: not found")
     sys.exit(127)
@@ -181,8 +186,13 @@ def test_unknown_serial_and_permanent_errors(phone):
 
 def test_config_validation():
     with pytest.raises(Exception, match="adb.runtime"):
-        AdbConfig.from_dict({"runtime": "tflite", "benchmark_binary": "x"})
+        AdbConfig.from_dict({"runtime": "caffe2", "benchmark_binary": "x"})
     with pytest.raises(Exception, match="adb.converter"):
         AdbConfig.from_dict({"runtime": "tnn", "benchmark_binary": "x"})
+    with pytest.raises(Exception, match=r"adb.converter.*\.tflite"):
+        AdbConfig.from_dict({"runtime": "tflite", "benchmark_binary": "x"})
+    with pytest.raises(Exception, match="adb.runtime_version"):
+        AdbConfig.from_dict({"runtime": "tflite", "benchmark_binary": "x", "converter": "c {onnx} {out_dir}"})
+    assert AdbConfig.from_dict({"runtime": "ort", "benchmark_binary": "x"}).runtime == "onnxruntime"
     with pytest.raises(Exception, match="adb.seriall"):
         AdbConfig.from_dict({"seriall": "x", "benchmark_binary": "x", "runtime": "onnxruntime"})

@@ -1,22 +1,37 @@
 """Measure variants on an Android phone over adb, in the TopFormer authors' protocol.
 
 Protocol (spec 5.1, design notes 15-16): export the latency graph to ONNX, convert it for the
-runtime (TNN: ``onnx2tnn`` through a configurable converter command; onnxruntime: the ONNX file
-itself), push model + benchmark binary (+ shared libraries) to the device, pin the benchmark to ONE
-big core with ``taskset``, record the cpufreq governor and the thermal-zone temperatures before and
-after, run warm-up + timed runs with one thread and parse the tool's timing output
-(:mod:`~topnas.platform.latency.parsers`). Transient adb failures (device offline, connection
-reset, ...) are retried with back-off; anything else fails with the command and its output.
+runtime (TNN: ``onnx2tnn``, TFLite: an ONNX -> .tflite converter, both through a configurable
+converter command; onnxruntime: the ONNX file itself), push model + benchmark binary (+ shared
+libraries) to the device, pin the benchmark to ONE big core with ``taskset``, record the cpufreq
+governor and the thermal-zone temperatures before and after, run warm-up + timed runs with one
+thread and parse the tool's timing output (:mod:`~topnas.platform.latency.parsers`). Transient adb
+failures (device offline, connection reset, ...) are retried with back-off; anything else fails
+with a one-line error naming the device, the command and what was expected.
 
-Rows go to the same calibration CSV schema as local runs (appended, resumable). TNN reports only
-min / max / average: ``median_ms`` then holds the average (what the TopFormer figures report) and
-``times_ms`` / ``std_ms`` stay empty.
+Benchmark tools per runtime (``runtime: ort`` is accepted for ``onnxruntime``):
+
+* ``tnn``: ``TNNTest`` (``-mt TNN -mp .. -dt ARM -th 1 -wc W -ic R -is input[1,3,H,W]``);
+* ``onnxruntime``: ``onnxruntime_perf_test`` (``-e cpu -m times -r R -x 1 -y 1 -I model``; one
+  warm-up run) or topnas's own ``ort_bench``, which takes the same arguments and also prints the
+  library version (build it for a Linux/ARM-Linux target with ``python -m
+  topnas.platform.latency.native OUT_DIR``);
+* ``tflite``: ``benchmark_model`` (``--graph=.. --num_threads=1 --warmup_runs=W
+  --warmup_min_secs=0 --num_runs=R --min_secs=0``).
+
+Rows go to the same calibration CSV schema as local runs (appended, resumable); every row records
+the pinned core, its governor, the runtime and the runtime version (printed by the tool, else
+``runtime_version`` from the config; a run where neither exists is an error). TNN reports only
+min / max / average: ``median_ms`` then holds the average (what the TopFormer figures report);
+onnxruntime's ``median_ms`` is its P50 when printed, TFLite's its median when printed, else the
+average. ``times_ms`` stays empty.
 
 Config (YAML ``adb:`` section or :class:`AdbConfig` fields)::
 
     adb:
       serial: 1a2b3c4d              # adb -s; required when several devices are attached
-      runtime: tnn                  # tnn | onnxruntime
+      runtime: tnn                  # tnn | onnxruntime (alias ort) | tflite
+      runtime_version: "TNN v0.3.0" # required for tnn/tflite (their tools do not print it)
       benchmark_binary: build/TNNTest
       libraries: [build/libTNN.so]
       converter: "python3 tools/convert2tnn/converter.py onnx2tnn {onnx} -optimize -v=v3.0 -o {out_dir}"
@@ -40,17 +55,25 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from topnas.errors import ConfigError, TopnasError, check_choice, check_keys
 from topnas.platform.latency.parsers import (
+    BenchmarkParseError,
+    last_line,
+    parse_governor,
     parse_max_freqs,
     parse_ort_perf_test,
     parse_temperatures,
+    parse_tflite_benchmark,
     pick_tnn,
 )
 from topnas.platform.latency.records import append_row, completed_keys
 
-__all__ = ["AdbConfig", "AdbDevice", "AdbError", "measure_adb", "RUNTIMES", "TRANSIENT_ERRORS"]
+__all__ = ["AdbConfig", "AdbDevice", "AdbError", "measure_adb", "RUNTIMES", "RUNTIME_ALIASES", "TRANSIENT_ERRORS"]
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("tnn", "onnxruntime")
+RUNTIMES = ("tnn", "onnxruntime", "tflite")
+RUNTIME_ALIASES = {"ort": "onnxruntime"}
+# runtimes whose model is converted from ONNX by `converter`, and the files the converter must write
+_CONVERTED = {"tnn": (".tnnproto", ".tnnmodel"), "tflite": (".tflite",)}
+_TOOL = {"tnn": "TNNTest", "onnxruntime": "onnxruntime_perf_test", "tflite": "TFLite benchmark_model"}
 # adb's own messages for a connection that may come back (USB hiccup, adbd restart, screen lock)
 TRANSIENT_ERRORS = (
     r"device offline", r"no devices/emulators found", r"device '[^']*' not found", r"error: closed",
@@ -61,7 +84,13 @@ _TRANSIENT = re.compile("|".join(TRANSIENT_ERRORS), re.IGNORECASE)
 
 
 class AdbError(TopnasError):
-    """An adb command failed (after retries for transient errors)."""
+    """An adb command failed (after retries for transient errors). One-line message; the full
+    output is kept in ``output`` and the exit status in ``returncode`` (None: adb did not run it)."""
+
+    def __init__(self, message: str, output: str = "", returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.returncode = returncode
 
 
 @dataclass(frozen=True)
@@ -84,17 +113,22 @@ class AdbConfig:
     device_name: str = ""
 
     def __post_init__(self) -> None:
-        check_choice("adb.runtime", self.runtime, RUNTIMES)
+        object.__setattr__(self, "runtime", RUNTIME_ALIASES.get(self.runtime, self.runtime))
+        check_choice("adb.runtime", self.runtime, list(RUNTIMES) + list(RUNTIME_ALIASES))
         if self.warmup < 0 or self.runs < 1:
             raise ConfigError("adb.runs", (self.warmup, self.runs), "warmup >= 0 and runs >= 1")
         if self.retries < 0:
             raise ConfigError("adb.retries", self.retries, "an int >= 0")
         if not self.benchmark_binary:
             raise ConfigError("adb.benchmark_binary", self.benchmark_binary,
-                              "a local path to TNNTest or onnxruntime_perf_test built for the device")
-        if self.runtime == "tnn" and not self.converter:
-            raise ConfigError("adb.converter", self.converter,
-                              "a command template with {onnx} and {out_dir} that writes .tnnproto/.tnnmodel")
+                              f"a local path to {_TOOL[self.runtime]} built for the device")
+        if self.runtime in _CONVERTED and not self.converter:
+            raise ConfigError("adb.converter", self.converter, "a command template with {onnx} and {out_dir} that "
+                              f"writes {' + '.join(_CONVERTED[self.runtime])}")
+        if self.runtime in _CONVERTED and not self.runtime_version:
+            raise ConfigError("adb.runtime_version", self.runtime_version,
+                              f"the {self.runtime} version built into {_TOOL[self.runtime]}, e.g. 'v0.3.0' "
+                              "(every row records it; the tool does not print it)")
         object.__setattr__(self, "libraries", tuple(self.libraries))
 
     @classmethod
@@ -129,15 +163,23 @@ class AdbDevice:
             cmd += ["-s", self.config.serial]
         return cmd
 
+    @property
+    def label(self) -> str:
+        """How errors name the device."""
+        c = self.config
+        return f"device {c.serial or 'attached'}" + (f" ({c.device_name})" if c.device_name else "")
+
     def run(self, *args: str, check: bool = True) -> str:
         """``adb [-s serial] args...``, retrying transient failures; returns stdout + stderr."""
         cmd = self._base() + list(args)
         attempts = self.config.retries + 1
         for attempt in range(1, attempts + 1):
+            rc: int | None = None
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.config.timeout_s, check=False)
                 text = (proc.stdout or "") + (proc.stderr or "")
-                failed = proc.returncode != 0
+                rc = proc.returncode
+                failed = rc != 0
             except subprocess.TimeoutExpired as exc:
                 text, failed = f"timed out after {exc.timeout} s", True
             except FileNotFoundError:
@@ -147,7 +189,8 @@ class AdbDevice:
             if not failed or not check:
                 return text
             if not transient or attempt == attempts:
-                raise AdbError(f"`{shlex.join(cmd)}` failed (attempt {attempt}/{attempts}):\n{text.strip()[-2000:]}")
+                raise AdbError(f"{self.label}: `{shlex.join(cmd)}` failed (exit {rc}, attempt {attempt}/{attempts}): "
+                               f"{last_line(text)}", output=text, returncode=rc)
             delay = self.config.retry_delay_s * 2 ** (attempt - 1)
             log.warning("transient adb error (%s); retry %d/%d in %.1f s", text.strip()[:120], attempt,
                         attempts - 1, delay)
@@ -209,7 +252,9 @@ class AdbDevice:
         return self._core
 
     def governor(self, core: int) -> str:
-        return self.shell(f"cat /sys/devices/system/cpu/cpu{core}/cpufreq/scaling_governor", check=False).strip()
+        """The core's cpufreq governor, or ``unknown`` when the file is not readable."""
+        out = self.shell(f"cat /sys/devices/system/cpu/cpu{core}/cpufreq/scaling_governor", check=False)
+        return parse_governor(out) or "unknown"
 
     def max_temperature(self) -> float:
         temps = parse_temperatures(self.shell("cat /sys/class/thermal/thermal_zone*/temp", check=False))
@@ -224,6 +269,10 @@ class AdbDevice:
     def prepare(self) -> str:
         """Create the remote folder and push the benchmark binary + libraries; returns the binary path."""
         rd = self.config.remote_dir
+        for local, field_name in [(self.config.benchmark_binary, "adb.benchmark_binary")] + [
+                (lib, "adb.libraries") for lib in self.config.libraries]:
+            if not Path(local).is_file():
+                raise ConfigError(field_name, local, "an existing local file", hint=f"to push to {self.label}")
         self.shell(f"mkdir -p {shlex.quote(rd)}")
         for lib in self.config.libraries:
             self.push(lib, f"{rd}/{Path(lib).name}")
@@ -239,36 +288,74 @@ class AdbDevice:
         env = f"LD_LIBRARY_PATH={shlex.quote(c.remote_dir)}"
         if c.runtime == "tnn":
             proto = next(f for f in model_files if f.endswith(".tnnproto"))
+            shape = f"input[1,3,{input_size[0]},{input_size[1]}]"  # TNNTest -is: name[n,c,h,w]
             args = (f"-mt TNN -mp {shlex.quote(proto)} -dt ARM -th {c.threads} -wc {c.warmup} -ic {c.runs} "
-                    f"-is input:1,3,{input_size[0]},{input_size[1]}")
+                    f"-is {shlex.quote(shape)}")
+        elif c.runtime == "tflite":
+            graph = next(f for f in model_files if f.endswith(".tflite"))
+            args = (f"--graph={shlex.quote(graph)} --num_threads={c.threads} --warmup_runs={c.warmup} "
+                    f"--warmup_min_secs=0 --num_runs={c.runs} --min_secs=0")
         else:
             args = f"-e cpu -m times -r {c.runs} -x {c.threads} -y 1 -I {shlex.quote(model_files[0])}"
         return f"{env} taskset {mask} {shlex.quote(binary)} {args}"
 
-    def parse(self, text: str, model_files: Sequence[str]) -> dict[str, float]:
+    def parse(self, text: str, model_files: Sequence[str]) -> tuple[dict[str, float], str | None]:
+        """(latency stats in ms, runtime version printed by the tool or None)."""
+        nan = float("nan")
         if self.config.runtime == "tnn":
             r = pick_tnn(text, "ARM", Path(model_files[0]).name)
-            return {"median_ms": r.avg_ms, "mean_ms": r.avg_ms, "min_ms": r.min_ms}
+            return {"median_ms": r.avg_ms, "mean_ms": r.avg_ms, "min_ms": r.min_ms}, None
+        if self.config.runtime == "tflite":
+            t = parse_tflite_benchmark(text)
+            return {"median_ms": t.median_ms if t.median_ms is not None else t.avg_ms, "mean_ms": t.avg_ms,
+                    "min_ms": t.min_ms if t.min_ms is not None else nan,
+                    "std_ms": t.std_ms if t.std_ms is not None else nan}, None
         o = parse_ort_perf_test(text)
         return {"median_ms": o.p50_ms if o.p50_ms is not None else o.avg_ms, "mean_ms": o.avg_ms,
-                "min_ms": o.min_ms if o.min_ms is not None else float("nan")}
+                "min_ms": o.min_ms if o.min_ms is not None else nan}, o.version
+
+    def benchmark(self, binary: str, model_files: Sequence[str], core: int,
+                  input_size: Sequence[int]) -> tuple[dict[str, float], str | None, str]:
+        """Run the benchmark once; (stats, printed version, command). One-line AdbError when the
+        binary is missing, exits non-zero or prints no timing."""
+        cmd = self.benchmark_command(binary, model_files, core, input_size)
+        tool = _TOOL[self.config.runtime]
+        try:
+            text = self.shell(cmd)
+        except AdbError as exc:
+            if exc.returncode is None:
+                raise
+            raise AdbError(f"{self.label}: `{cmd}` exited with status {exc.returncode}; expected {tool} to run "
+                           f"and print its timings; output ended with: {last_line(exc.output)!r}",
+                           output=exc.output, returncode=exc.returncode) from None
+        try:
+            stats, version = self.parse(text, model_files)
+        except BenchmarkParseError as exc:
+            raise AdbError(f"{self.label}: `{cmd}` printed no timing; expected {exc.expected} from {tool}; "
+                           f"output ended with: {last_line(text)!r}", output=text, returncode=0) from None
+        return stats, version, cmd
 
 
 def _convert(config: AdbConfig, onnx: Path) -> list[Path]:
-    """Runtime model files for `onnx` (TNN: run the converter once per model and cache)."""
-    if config.runtime == "onnxruntime":
+    """Runtime model files for `onnx` (TNN / TFLite: run the converter once per model and cache)."""
+    if config.runtime not in _CONVERTED:
         return [onnx]
-    out_dir = onnx.with_suffix("").with_name(onnx.stem + "_tnn")
-    found = sorted(out_dir.glob("*.tnnproto")) + sorted(out_dir.glob("*.tnnmodel"))
-    if len(found) < 2:
+    suffixes = _CONVERTED[config.runtime]
+    out_dir = onnx.with_suffix("").with_name(f"{onnx.stem}_{config.runtime}")
+
+    def found() -> list[Path]:
+        return [p for s in suffixes for p in sorted(out_dir.glob(f"*{s}"))]
+
+    if len(found()) < len(suffixes):
         out_dir.mkdir(parents=True, exist_ok=True)
         cmd = config.converter.format(onnx=shlex.quote(str(onnx)), out_dir=shlex.quote(str(out_dir)))
         proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
-        found = sorted(out_dir.glob("*.tnnproto")) + sorted(out_dir.glob("*.tnnmodel"))
-        if proc.returncode != 0 or len(found) < 2:
-            raise AdbError(f"TNN conversion `{cmd}` failed (rc {proc.returncode}); it must write a .tnnproto and a "
-                           f".tnnmodel into {out_dir}:\n{(proc.stdout + proc.stderr)[-2000:]}")
-    return found
+        if proc.returncode != 0 or len(found()) < len(suffixes):
+            raise AdbError(f"{config.runtime} conversion `{cmd}` failed (exit {proc.returncode}); expected it to write "
+                           f"{' + '.join(suffixes)} into {out_dir}; output ended with: "
+                           f"{last_line(proc.stdout + proc.stderr)!r}", output=proc.stdout + proc.stderr,
+                           returncode=proc.returncode)
+    return found()
 
 
 def measure_adb(
@@ -306,17 +393,23 @@ def measure_adb(
                 dev.push(f, r)
                 remote.append(r)
             gov, temp = dev.governor(core), dev.max_temperature()
-            text = dev.shell(dev.benchmark_command(binary, remote, core, v.input_size))
-            stats = dev.parse(text, remote)
+            stats, printed_version, cmd = dev.benchmark(binary, remote, core, v.input_size)
             gov_after, temp_after = dev.governor(core), dev.max_temperature()
+            version = printed_version or config.runtime_version
+            if not version:
+                raise AdbError(f"{dev.label}: `{cmd}` printed no runtime version and adb.runtime_version is empty; "
+                               "expected one of them (every row records the runtime version)", returncode=0)
+            if printed_version and config.runtime_version and printed_version != config.runtime_version:
+                log.warning("%s reports %s %s, config says %s; recording the reported one", binary, config.runtime,
+                            printed_version, config.runtime_version)
             dev.shell("rm -f " + " ".join(shlex.quote(r) for r in remote), check=False)
             row = {
                 "variant_id": v.id, "variant_name": v.name or (v.preset or ""), "input_h": v.input_size[0],
                 "input_w": v.input_size[1], "variant_json": v.to_json(), "pass_index": p, "device": device_label,
                 "device_kind": "adb", "cpu_model": soc, "core_id": core, "governor": gov, "governor_after": gov_after,
                 "temp_before_c": temp, "temp_after_c": temp_after, "runtime": config.runtime,
-                "runtime_version": config.runtime_version, "intra_threads": config.threads, "inter_threads": 1,
-                "n_warmup": config.warmup if config.runtime == "tnn" else 1, "n_runs": config.runs,
+                "runtime_version": version, "intra_threads": config.threads, "inter_threads": 1,
+                "n_warmup": 1 if config.runtime == "onnxruntime" else config.warmup, "n_runs": config.runs,
                 **{k: round(val, 4) for k, val in stats.items()},
                 "hostname": config.serial or model_name, "model_sha256": _sha256(local_files[-1]),
                 "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
