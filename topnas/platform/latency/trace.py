@@ -21,12 +21,18 @@ listing it, so a new op cannot silently lose time from the predictor.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
-from topnas.platform.latency.graph import FUSABLE_ACTS, KernelGraph
+from topnas.platform.latency.graph import (
+    FUSABLE_ACTS,
+    KernelGraph,
+    conv_at,
+    eltwise_at,
+    matmul_at,
+    pool_at,
+    reduce_at,
+)
 from topnas.platform.latency.kernels import (
-    FLOAT_BYTES,
     Kernel,
     eltwise_kernel,
     global_pool_kernel,
@@ -115,14 +121,16 @@ def trace_kernels(module: Any, input_shape: Sequence[int]) -> list[Kernel]:
         """(kernel or list of kernels, role, act) of one call on data tensors; kernel None = free."""
         x = data[0]
         if name in ("conv2d", "_conv2d"):
-            return _conv(shape(args[0]), shape(args[1]), shape(out), _arg(args, kwargs, 3, "stride", 1),
-                         int(_arg(args, kwargs, 6, "groups", 1))), "kernel", ""
+            return conv_at(shape(args[0]), shape(args[1]), shape(out), max(_pair(_arg(args, kwargs, 3, "stride", 1))),
+                           int(_arg(args, kwargs, 6, "groups", 1))), "kernel", ""
         if name == "linear":
             bias = _arg(args, kwargs, 2, "bias", None)
             return linear_kernel(shape(args[0]), int(args[1].shape[0]), bias=bias is not None), "kernel", ""
         if name in ("matmul", "bmm", "__matmul__", "__rmatmul__", "mm"):
             a, b = (args[1], args[0]) if name == "__rmatmul__" else (args[0], args[1])
-            return _matmul(a, b, id(a) in value, id(b) in value, shape(out)), "kernel", ""
+            a_data, b_data = id(a) in value, id(b) in value
+            return matmul_at(shape(a), shape(b), shape(out), a_data, b_data, None if a_data else _np(a),
+                             None if b_data else _np(b)), "kernel", ""
         if name == "scaled_dot_product_attention":
             q, k, v = shape(args[0]), shape(args[1]), shape(args[2])
             s = (*q[:-1], k[-2])
@@ -133,14 +141,14 @@ def trace_kernels(module: Any, input_shape: Sequence[int]) -> list[Kernel]:
         if name == "batch_norm":
             return eltwise_kernel("affine", shape(x)), "norm", ""
         if name in _ELTWISE:
-            return _eltwise(_ELTWISE[name], [shape(t) for t in data], shape(out)), "kernel", ""
+            return eltwise_at(_ELTWISE[name], [shape(t) for t in data], shape(out)), "kernel", ""
         if name in ("avg_pool2d", "max_pool2d", "_max_pool2d", "max_pool2d_with_indices"):
             op = "avg_pool2d" if name == "avg_pool2d" else "max_pool2d"
             ksz = _pair(_arg(args, kwargs, 1, "kernel_size", 1))
             stride = _arg(args, kwargs, 2, "stride", None)
             stride = ksz if stride in (None, [], ()) else _pair(stride)
             o = out[0] if isinstance(out, tuple) else out
-            return _pool(shape(args[0]), shape(o), ksz, stride, op), "kernel", ""
+            return pool_at(shape(args[0]), shape(o), ksz, stride, op), "kernel", ""
         if name in _GPOOL_OPS:
             o = out[0] if isinstance(out, tuple) else out
             return global_pool_kernel(shape(args[0]), shape(o)[2:], _GPOOL_OPS[name]), "kernel", ""
@@ -150,7 +158,7 @@ def trace_kernels(module: Any, input_shape: Sequence[int]) -> list[Kernel]:
             dims = tuple(sorted(d % len(xs) for d in ((dims,) if isinstance(dims, int) else dims or range(len(xs)))))
             if name != "sum" and len(xs) == 4 and dims == (2, 3):
                 return global_pool_kernel(xs, (1, 1), _REDUCE[name]), "kernel", ""
-            return _reduce(name, xs, shape(out)), "kernel", ""
+            return reduce_at(name, xs, shape(out)), "kernel", ""
         if name == "interpolate" or name == "upsample":
             return resize_kernel(shape(args[0]), shape(out)[2:]), "kernel", ""
         if name in ("softmax", "log_softmax", "_softmax"):
@@ -222,47 +230,6 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v))
 
 
-def _numel(s: Sequence[int]) -> int:
-    return math.prod(s)
-
-
-def _conv(x: Shape, w: Shape, out: Shape, stride: Any, groups: int) -> Kernel:
-    """A conv at its actual shapes; the same fields as ``kernels.conv_kernel`` for square kernels."""
-    cin, kh, kw = x[1], w[-2], w[-1]
-    cout = w[0]
-    if groups == 1:
-        kind = "conv1x1" if kh == kw == 1 else "conv"
-    elif groups == cin == cout:
-        kind = "dwconv"
-    else:
-        kind = "gconv"
-    n_out = _numel(out)
-    weights = _numel(w) + cout  # a bias once BN is folded, as kernels.conv_kernel
-    macs = n_out * (cin // groups) * kh * kw
-    return Kernel(kind, "conv2d", (x,), out, macs, FLOAT_BYTES * (_numel(x) + n_out + weights), max(kh, kw),
-                  max(_pair(stride)))
-
-
-def _pool(x: Shape, out: Shape, k: tuple[int, int], s: tuple[int, int], op: str) -> Kernel:
-    """Windowed pooling: one MAC per window element (``kernels.pool_kernel`` / ``avg_pool_kernel``)."""
-    return Kernel("pool", op, (x,), out, _numel(out) * k[0] * k[1], FLOAT_BYTES * (_numel(x) + _numel(out)),
-                  k[0], s[0])
-
-
-def _reduce(op: str, x: Shape, out: Shape) -> Kernel:
-    """A reduction that is not spatial pooling (e.g. mean over tokens): a ``gpool`` kernel."""
-    return Kernel("gpool", op, (x,), out, _numel(x), FLOAT_BYTES * (_numel(x) + _numel(out)))
-
-
-def _eltwise(op: str, ins: list[Shape], out: Shape) -> Kernel:
-    """Element-wise op; the input with the output's shape comes first (broadcast operands after)."""
-    for i, s in enumerate(ins):
-        if s == out:
-            return eltwise_kernel(op, *([s] + ins[:i] + ins[i + 1:]))
-    n = _numel(out)
-    return Kernel("elementwise", op, tuple(ins), out, n, FLOAT_BYTES * (sum(_numel(s) for s in ins) + n))
-
-
 def _transpose_dims(n: int, name: str, args: tuple, kwargs: dict) -> tuple[int, ...]:
     dims = list(range(n))
     if name == "movedim":
@@ -274,26 +241,5 @@ def _transpose_dims(n: int, name: str, args: tuple, kwargs: dict) -> tuple[int, 
     return tuple(dims)
 
 
-def _matmul(a: Any, b: Any, a_data: bool, b_data: bool, out: Shape) -> Kernel:
-    """Activation x activation: ``matmul``; by a constant: ``pool`` if it averages, else ``linear``."""
-    sa, sb = tuple(int(s) for s in a.shape), tuple(int(s) for s in b.shape)
-    if len(sa) == 1 or len(sb) == 1:  # vector products: treat as a linear map
-        return Kernel("linear", "matmul", (sa, sb), out, _numel(out) * sa[-1],
-                      FLOAT_BYTES * (_numel(sa) + _numel(sb) + _numel(out)))
-    if a_data and b_data:
-        return matmul_kernel(sa, sb)
-    if not b_data and len(sb) == 2:
-        if _averages(b, axis=0):
-            return matmul_kernel(sa, sb, "pool")
-        return linear_kernel(sa, sb[1], bias=False)
-    if not a_data and len(sa) == 2 and _averages(a, axis=1):
-        return matmul_kernel(sa, sb, "pool")
-    return matmul_kernel(sa, sb, "linear")
-
-
-def _averages(m: Any, axis: int) -> bool:
-    """Non-negative and summing to one along `axis` (the contracted one): an averaging (pooling) matrix."""
-    import torch
-
-    m = m.detach().float()
-    return bool((m >= 0).all()) and bool(torch.allclose(m.sum(dim=axis), torch.ones(()), atol=1e-5))
+def _np(t: Any) -> Any:
+    return t.detach().float().cpu().numpy()
