@@ -36,17 +36,38 @@ def _rec(tid, status, miou, lat, **kw):
                        params=1000, macs=2000, run_id=f"run-{tid}", **kw)
 
 
-def test_ledger_keeps_last_line_per_trial_and_skips_torn_lines(tmp_path):
+def test_ledger_writes_one_line_per_trial_and_skips_torn_lines(tmp_path):
     ledger = Ledger(tmp_path)
-    ledger.append(_rec("a", "failed", None, 10.0))
-    ledger.append(_rec("b", "completed", 0.3, 20.0))
-    ledger.append(_rec("a", "completed", float("nan"), 10.0))  # NaN is written as null
+    assert ledger.append(_rec("a", "completed", float("nan"), 10.0))  # NaN is written as null
+    assert ledger.append(_rec("b", "completed", 0.3, 20.0))
+    assert not ledger.append(_rec("a", "failed", None, 10.0))  # re-run after a resume: not appended
     with open(ledger.path, "a") as f:
         f.write('{"trial_id": "c", "status": "comp')  # a kill mid-write
     recs = ledger.records()
     assert [r.trial_id for r in recs] == ["a", "b"]
     assert recs[0].status == "completed" and recs[0].val_mIoU is None
-    assert all(json.loads(line)["trial_id"] for line in ledger.path.read_text().splitlines()[:3])
+    lines = ledger.path.read_text().splitlines()
+    assert [json.loads(line)["trial_id"] for line in lines[:2]] == ["a", "b"] and len(lines) == 3
+    assert ledger.append(_rec("d", "completed", 0.1, 5.0))  # after the torn line: still one line per trial
+    assert [r.trial_id for r in ledger.records()] == ["a", "b", "d"]
+
+
+def test_older_ledger_with_two_lines_keeps_the_first(tmp_path):
+    ledger = Ledger(tmp_path)
+    ledger.path.write_text(_rec("a", "completed", 0.3, 10.0).to_json() + "\n"
+                           + _rec("a", "failed", None, 10.0).to_json() + "\n")
+    (rec,) = ledger.records()
+    assert rec.status == "completed" and rec.val_mIoU == 0.3
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[1, 2]", '{"name": "x"}'])
+def test_corrupt_state_json_is_one_line_naming_the_file(tmp_path, content):
+    (tmp_path / "state.json").write_text(content)
+    with pytest.raises(ConfigError) as info:
+        SweepState.load(tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg and str(tmp_path / "state.json") in msg and "start the sweep again" in msg
+    assert ("empty" in msg) == (content == "")
 
 
 def test_frame_front_agrees_with_pareto_module(tmp_path):

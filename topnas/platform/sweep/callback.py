@@ -5,18 +5,26 @@ On every finished trial (``on_trial_complete`` / ``on_trial_error``) it decides 
 trial to ``trials.jsonl`` and refreshes the front: ``pareto=true|false`` on every child whose
 membership changed, ``hypervolume`` and status counts on the parent (step = finished trials), and
 ``pareto.csv`` / ``pareto_front.png`` / ``pareto_front.html`` / ``hypervolume.png`` written under
-``<sweep>/pareto/`` and logged to the parent run. At the end of the experiment a child left
-``running`` by a killed driver that no Tune trial owns any more is closed as failed (abandoned).
+``<sweep>/pareto/`` and logged to the parent run.
+
+Nothing is lost when recording fails (say the tracking server is down): the finished trial is
+written ahead to ``pending.jsonl`` first and leaves it only once its MLflow run is closed and its
+ledger line written. :func:`settle` records what is still pending, closes the child runs a killed
+driver left ``running`` (abandoned) and refreshes the front; the runner calls it after the sweep
+(then a trial still unrecorded stops the sweep with :class:`RecordError`, naming ``--resume``) and
+before a resumed sweep starts Ray. A trial already in the ledger is never recorded again: its MLflow
+run is set back to the ledger's verdict, which is also what Optuna was told.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ray.tune import Callback
 
+from topnas.errors import TopnasError
 from topnas.platform import pareto as P
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
@@ -25,12 +33,18 @@ from topnas.platform.sweep.searcher import META_KEY
 from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
 from topnas.platform.sweep.trial import run_name_of
 
-__all__ = ["ARTIFACTS", "SweepCallback", "refresh_front"]
+__all__ = ["ARTIFACTS", "RecordError", "SweepCallback", "finished_entry", "record_finished", "record_pending",
+           "refresh_front", "settle"]
 
 log = logging.getLogger(__name__)
 
 ARTIFACTS = ("pareto.csv", "pareto_front.png", "pareto_front.html", "hypervolume.png")
-_MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "failed": "FAILED"}
+MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "failed": "FAILED", "infeasible": "FINISHED"}
+_RESULT_KEYS = ("val_mIoU", "iteration")
+
+
+class RecordError(TopnasError):
+    """Finished trials whose record could not be written (kept in ``pending.jsonl`` for ``--resume``)."""
 
 
 class SweepCallback(Callback):
@@ -54,74 +68,29 @@ class SweepCallback(Callback):
         self._finish(trial, error=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._close_abandoned()
-        self.refresh()
+        """Best effort here (Tune would only log an exception); the runner settles again, strictly."""
+        try:
+            settle(self.cfg, self.state, self.tracker, strict=False)
+        except Exception:  # noqa: BLE001 - the runner's strict settle() reports it
+            log.exception("could not settle the sweep's record at the end of the experiment")
 
     # ------------------------------------------------------------------ work
     def _finish(self, trial: Any, error: bool) -> None:
+        entry = finished_entry(trial, error)
+        pending = R.PendingTrials(self.cfg.sweep_dir)
+        pending.add(entry)  # written ahead: if anything below fails, settle()/--resume records it again
         try:
-            self._record(trial, error)
-            self.refresh()
-        except Exception:  # noqa: BLE001 - a tracking hiccup must not stop the sweep; resume re-records
-            log.exception("could not record trial %s", trial.trial_id)
-
-    def _record(self, trial: Any, error: bool) -> R.TrialRecord:
-        cfg, tracker = self.cfg, self.tracker
-        result = dict(trial.last_result or {})
-        meta = dict(trial.config.get(META_KEY) or {})
-        point = {k: trial.config[k] for k in cfg.space.parameters()}
-        variant = cfg.space.build(point)
-        status, reason = R.trial_status(result, error, cfg.proxy.iterations, _error_reason(trial) if error else "")
-        run_name = run_name_of(trial.trial_id, variant.id)
-        run = tracker.child_of_trial(trial.trial_id)
-        if run is None:  # died before its training run existed: the failure still gets its child run
-            tags = child_tags(cfg.name, trial.trial_id, meta.get("optuna_trial"), variant, status)
-            run_id, _ = tracker.create_child(f"sweep:{cfg.name}:trial:{trial.trial_id}", run_name, tags,
-                                             child_params(point, variant, meta, self.state.predictor_id),
-                                             child_metrics(meta))
-            metrics: dict[str, float] = {}
-        else:
-            run_id, metrics = run.info.run_id, dict(run.data.metrics)
-            if status == "failed" and run.data.tags.get(R.STATUS_TAG) == "failed" and run.data.tags.get(R.REASON_TAG):
-                reason = run.data.tags[R.REASON_TAG]  # the trial's own, more precise reason
-        tracker.finish_child(run_id, status, reason, _MLFLOW_STATUS[status])
-        rung = record_stop(cfg.sweep_dir, trial.trial_id, tracker, run_id) if status == "early_stopped" else {}
-        record = R.TrialRecord(
-            trial_id=trial.trial_id, variant_id=variant.id, status=status, reason=reason,
-            optuna_trial=meta.get("optuna_trial"),
-            val_mIoU=result.get("val_mIoU") if status != "failed" else None,
-            iteration=result.get("iteration"), latency_ms=meta.get("latency_ms"), latency_lo=meta.get("latency_lo"),
-            latency_hi=meta.get("latency_hi"), latency_out_of_range=bool(meta.get("out_of_range")),
-            params=_int(metrics.get("params")), macs=_int(metrics.get("macs")), run_id=run_id, run_name=run_name,
-            preset=variant.preset or "", config=variant.to_dict(), point=point, **rung)
-        R.Ledger(cfg.sweep_dir).append(record)
-        log.info("trial %s (%s): %s%s", trial.trial_id, variant.id, status, f" - {reason}" if reason else "")
-        return record
-
-    def _close_abandoned(self) -> None:
-        """Children still ``running`` that no Tune trial finished: started just before a kill, never resumed."""
-        try:
-            known = {r.trial_id for r in R.Ledger(self.cfg.sweep_dir).records()}
-            for run in self.tracker.children():
-                tags = run.data.tags
-                trial_id = tags.get(R.TRIAL_TAG, "")
-                if tags.get(R.STATUS_TAG) != "running" or trial_id in known:
-                    continue
-                reason = ("abandoned: the driver was killed after this trial started and before Ray Tune "
-                          "saved it; its Optuna trial was closed as FAIL on resume")
-                self.tracker.finish_child(run.info.run_id, "failed", reason, "KILLED")
-                m = run.data.metrics
-                R.Ledger(self.cfg.sweep_dir).append(R.TrialRecord(
-                    trial_id=trial_id, variant_id=tags.get(R.VARIANT_TAG, ""), status="failed", reason=reason,
-                    optuna_trial=_int(tags.get(R.OPTUNA_TAG)), latency_ms=m.get("latency_ms"),
-                    latency_lo=m.get("latency_lo"), latency_hi=m.get("latency_hi"), params=_int(m.get("params")),
-                    macs=_int(m.get("macs")), run_id=run.info.run_id, run_name=run.info.run_name or ""))
-                log.warning("trial %s: %s", trial_id, reason)
-        except Exception:  # noqa: BLE001
-            log.exception("could not close abandoned child runs")
+            record_finished(self.cfg, self.tracker, self.state, entry)
+        except Exception as exc:  # noqa: BLE001 - kept in pending.jsonl, recorded again by settle()
+            log.error("could not record finished trial %s (%s); kept in %s, recorded again at the end of the sweep "
+                      "or by `topnas sweep --resume %s`", entry["trial_id"], _first_line(exc), pending.path,
+                      self.cfg.name)
+            return
+        pending.remove(entry["trial_id"])
+        self.refresh()
 
     def refresh(self) -> None:
-        """Pareto tags, hypervolume and artifacts from ``trials.jsonl`` (the driver is the only writer)."""
+        """Pareto tags, hypervolume and artifacts from ``trials.jsonl`` (derived; settle() redoes it strictly)."""
         try:
             refresh_front(self.cfg, self.state, self.tracker, self._pareto_tags, self._logged_hv_steps())
         except Exception:  # noqa: BLE001
@@ -134,18 +103,134 @@ class SweepCallback(Callback):
         return self._hv_steps
 
 
+def finished_entry(trial: Any, error: bool) -> dict[str, Any]:
+    """What recording a finished Tune trial needs, as plain JSON (no Ray object)."""
+    result = dict(trial.last_result or {})
+    return {"trial_id": trial.trial_id, "config": dict(trial.config), "error": bool(error),
+            "reason": _error_reason(trial) if error else "", "result": {k: result.get(k) for k in _RESULT_KEYS}}
+
+
+def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState,
+                    entry: Mapping[str, Any]) -> R.TrialRecord:
+    """Close the trial's child run and append its ledger line; a trial already recorded keeps its record.
+
+    Raises whatever MLflow or the file system raises (the caller keeps the entry pending).
+    """
+    trial_id = entry["trial_id"]
+    ledger = R.Ledger(cfg.sweep_dir)
+    known = ledger.get(trial_id)
+    if known is not None:  # Tune re-ran it after a resume: the first verdict stands, in MLflow too
+        if known.run_id:
+            tracker.finish_child(known.run_id, known.status, known.reason, MLFLOW_STATUS[known.status])
+        log.info("trial %s was recorded before (%s); not recorded again", trial_id, known.status)
+        return known
+    result = dict(entry.get("result") or {})
+    config = entry["config"]
+    meta = dict(config.get(META_KEY) or {})
+    point = {k: config[k] for k in cfg.space.parameters()}
+    variant = cfg.space.build(point)
+    status, reason = R.trial_status(result, bool(entry.get("error")), cfg.proxy.iterations, entry.get("reason", ""))
+    run_name = run_name_of(trial_id, variant.id)
+    run = tracker.child_of_trial(trial_id)
+    if run is None:  # died before its training run existed: the failure still gets its child run
+        tags = child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, status)
+        run_id, _ = tracker.create_child(f"sweep:{cfg.name}:trial:{trial_id}", run_name, tags,
+                                         child_params(point, variant, meta, state.predictor_id), child_metrics(meta))
+        metrics: dict[str, float] = {}
+    else:
+        run_id, metrics = run.info.run_id, dict(run.data.metrics)
+        if status == "failed" and run.data.tags.get(R.STATUS_TAG) == "failed" and run.data.tags.get(R.REASON_TAG):
+            reason = run.data.tags[R.REASON_TAG]  # the trial's own, more precise reason
+    tracker.finish_child(run_id, status, reason, MLFLOW_STATUS[status])
+    rung = record_stop(cfg.sweep_dir, trial_id, tracker, run_id) if status == "early_stopped" else {}
+    record = R.TrialRecord(
+        trial_id=trial_id, variant_id=variant.id, status=status, reason=reason,
+        optuna_trial=meta.get("optuna_trial"),
+        val_mIoU=result.get("val_mIoU") if status != "failed" else None,
+        iteration=result.get("iteration"), latency_ms=meta.get("latency_ms"), latency_lo=meta.get("latency_lo"),
+        latency_hi=meta.get("latency_hi"), latency_out_of_range=bool(meta.get("out_of_range")),
+        params=_int(metrics.get("params")), macs=_int(metrics.get("macs")), run_id=run_id, run_name=run_name,
+        preset=variant.preset or "", config=variant.to_dict(), point=point, **rung)
+    ledger.append(record)
+    log.info("trial %s (%s): %s%s", trial_id, variant.id, status, f" - {reason}" if reason else "")
+    return record
+
+
+def record_pending(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState) -> dict[str, str]:
+    """Record every entry of ``pending.jsonl``; returns ``{trial id: error}`` of those still failing."""
+    pending = R.PendingTrials(cfg.sweep_dir)
+    failed: dict[str, str] = {}
+    for entry in pending.entries():
+        try:
+            record_finished(cfg, tracker, state, entry)
+        except Exception as exc:  # noqa: BLE001 - collected and reported by the caller
+            failed[entry["trial_id"]] = _first_line(exc)
+            continue
+        pending.remove(entry["trial_id"])
+        log.info("trial %s: recorded from %s", entry["trial_id"], pending.path.name)
+    return failed
+
+
+def settle(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker, *, close_abandoned: bool = True,
+           strict: bool = True) -> None:
+    """Pending trials recorded, abandoned children closed, the front refreshed (see module docstring).
+
+    ``strict``: raise :class:`RecordError` (one line: how many, the first error, what to do) when a
+    pending trial still cannot be recorded, and let any other error through; else only log.
+    """
+    failed = record_pending(cfg, tracker, state)
+    if failed:
+        first = next(iter(failed.items()))
+        msg = (f"sweep {cfg.name}: {len(failed)} finished trial(s) could not be recorded (trial {first[0]}: "
+               f"{first[1]}); they are kept in {R.PendingTrials(cfg.sweep_dir).path}: when the tracking server "
+               f"is reachable, run `topnas sweep --resume {cfg.name}` to record them")
+        if strict:
+            raise RecordError(msg)
+        log.error(msg)
+    try:
+        if close_abandoned:
+            _close_abandoned(cfg, tracker, set(failed))
+        refresh_front(cfg, state, tracker)
+    except Exception:
+        if strict:
+            raise
+        log.exception("could not close abandoned child runs / refresh the front")
+
+
+def _close_abandoned(cfg: SweepConfig, tracker: SweepTracker, pending: set[str]) -> None:
+    """Children still ``running`` that no Tune trial finished: started just before a kill, never resumed."""
+    known = R.Ledger(cfg.sweep_dir).trial_ids() | pending
+    for run in tracker.children():
+        tags = run.data.tags
+        trial_id = tags.get(R.TRIAL_TAG, "")
+        if tags.get(R.STATUS_TAG) != "running" or trial_id in known:
+            continue
+        reason = ("abandoned: the driver was killed after this trial started and before Ray Tune "
+                  "saved it; its Optuna trial was closed as FAIL on resume")
+        tracker.finish_child(run.info.run_id, "failed", reason, "KILLED")
+        m = run.data.metrics
+        R.Ledger(cfg.sweep_dir).append(R.TrialRecord(
+            trial_id=trial_id, variant_id=tags.get(R.VARIANT_TAG, ""), status="failed", reason=reason,
+            optuna_trial=_int(tags.get(R.OPTUNA_TAG)), latency_ms=m.get("latency_ms"),
+            latency_lo=m.get("latency_lo"), latency_hi=m.get("latency_hi"), params=_int(m.get("params")),
+            macs=_int(m.get("macs")), run_id=run.info.run_id, run_name=run.info.run_name or ""))
+        log.warning("trial %s: %s", trial_id, reason)
+
+
 def refresh_front(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker,
                   pareto_tags: dict[str, bool] | None = None, logged_steps: set[int] | None = None) -> dict[str, Any]:
     """Recompute the front from the ledger; update child tags, parent metrics and artifacts.
 
     ``pareto_tags`` (run id -> last flag set) and ``logged_steps`` (hypervolume steps already on the
-    parent) are caches the caller keeps between calls; ``None`` means "unknown, write everything".
+    parent) are caches the caller keeps between calls; ``None``: write every tag, read the steps
+    from the parent's metric history (a step is never logged twice).
     Returns ``{"hypervolume", "n_finished", "front_size", "counts"}``.
     """
     from topnas.platform.pareto_plots import write_front_html, write_front_png, write_hypervolume_png
 
     pareto_tags = {} if pareto_tags is None else pareto_tags
-    logged_steps = set() if logged_steps is None else logged_steps
+    if logged_steps is None:
+        logged_steps = {int(m.step) for m in tracker.client.get_metric_history(tracker.parent_run_id, "hypervolume")}
     df = R.frame(R.Ledger(cfg.sweep_dir).records())
     for run_id, flag in zip(df["run_id"], df["pareto"]):
         if run_id and pareto_tags.get(run_id) != bool(flag):
@@ -187,6 +272,11 @@ def _error_reason(trial: Any) -> str:
             text = Path(path).read_text(errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "the trial raised (see the Ray Tune trial's error.txt)"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _int(value: Any) -> int | None:

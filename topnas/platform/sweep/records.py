@@ -4,7 +4,13 @@ Ray Tune snapshots its state only every few seconds and Optuna keeps a RUNNING t
 a kill (design notes, "Checked by running them"), so the sweep keeps a third record that is written
 the moment a trial ends: ``<sweep>/trials.jsonl``, one JSON line per finished trial, appended by
 the driver only (the Tune callback and, for latency-infeasible proposals, the searcher; both run in
-the driver process). A trial recorded twice (re-recorded after a resume) keeps its last line.
+the driver process). :meth:`Ledger.append` checks the trial id under a file lock: a trial already
+recorded (Tune re-ran it for one iteration after a resume) is never appended again, so the ledger,
+the trial's MLflow run and its Optuna trial keep the first verdict.
+
+A finished trial is written ahead to ``<sweep>/pending.jsonl`` (:class:`PendingTrials`) before
+its MLflow run is closed and its ledger line appended; an entry stays there until both succeeded,
+and the driver records it again at the end of the sweep or on ``--resume``.
 
 From it come the front (:func:`load_trials`, :func:`load_front`), the MLflow ``pareto`` tags and
 the parent run's artifacts; none of them needs Ray, Optuna or the tracking server.
@@ -16,13 +22,15 @@ over the budget makes a proposal ``infeasible`` before any trial exists.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from topnas.errors import ConfigError
 from topnas.platform.pareto import finite_or_none
@@ -34,6 +42,7 @@ __all__ = [
     "KIND_SWEEP",
     "KIND_TRIAL",
     "LEDGER_FILE",
+    "PENDING_FILE",
     "OPTUNA_TAG",
     "PARETO_TAG",
     "REASON_TAG",
@@ -43,6 +52,7 @@ __all__ = [
     "TRIAL_TAG",
     "VARIANT_TAG",
     "Ledger",
+    "PendingTrials",
     "SweepState",
     "TrialRecord",
     "frame",
@@ -66,6 +76,7 @@ PARETO_TAG = "pareto"
 ATTEMPTS_TAG = "topnas.train_attempts"
 
 LEDGER_FILE = "trials.jsonl"
+PENDING_FILE = "pending.jsonl"
 STATE_FILE = "state.json"
 CONFIG_FILE = "sweep.yaml"
 SPACE_FILE = "search_space.yaml"
@@ -132,38 +143,116 @@ def trial_status(result: Mapping[str, Any] | None, error: bool, iterations: int,
 
 # ----------------------------------------------------------------------------- files
 class Ledger:
-    """Append-only ``trials.jsonl``; :meth:`records` gives the last line of every trial, in finish order."""
+    """Append-only ``trials.jsonl``, one line per trial; :meth:`records` gives them in finish order."""
 
     def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
         self.path = Path(sweep_dir) / LEDGER_FILE
 
-    def append(self, record: TrialRecord) -> None:
+    def append(self, record: TrialRecord) -> bool:
+        """Append ``record`` unless its trial id is already recorded; True when a line was written.
+
+        The check and the write happen under an exclusive lock on ``trials.jsonl.lock``, so even a
+        second writer by mistake cannot add a second line for a trial.
+        """
         if not record.finished_at:
             record.finished_at = time.time()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(record.to_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with _locked(self.path):
+            if record.trial_id in self.trial_ids():
+                return False
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(_newline_if_torn(self.path) + record.to_json() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        return True
+
+    def get(self, trial_id: str) -> TrialRecord | None:
+        return next((r for r in self.records() if r.trial_id == trial_id), None)
+
+    def trial_ids(self) -> set[str]:
+        return {r.trial_id for r in self.records()}
 
     def records(self) -> list[TrialRecord]:
-        if not self.path.is_file():
-            return []
-        latest: dict[str, TrialRecord] = {}
-        order: list[str] = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = TrialRecord.from_dict(json.loads(line))
-                except (json.JSONDecodeError, TypeError):
-                    continue  # a line cut by a kill mid-write
-                if rec.trial_id not in latest:
-                    order.append(rec.trial_id)
-                latest[rec.trial_id] = rec
-        return [latest[t] for t in order]
+        """The first line of every trial (older files may hold two), in finish order."""
+        out: dict[str, TrialRecord] = {}
+        for data in _read_jsonl(self.path):
+            try:
+                rec = TrialRecord.from_dict(data)
+            except (TypeError, AttributeError):
+                continue
+            out.setdefault(rec.trial_id, rec)
+        return list(out.values())
+
+
+class PendingTrials:
+    """``pending.jsonl``: finished trials written ahead of their record (see module docstring).
+
+    Each entry is plain JSON (trial id, config, last result, error flag and reason), enough to
+    record the trial again without Ray. The driver is the only writer; the file is rewritten whole
+    (temp file + rename) when an entry is removed.
+    """
+
+    def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(sweep_dir) / PENDING_FILE
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        with _locked(self.path):
+            if entry["trial_id"] in {e["trial_id"] for e in self.entries()}:
+                return
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(_newline_if_torn(self.path) + json.dumps(dict(entry), sort_keys=True, default=_jsonable)
+                        + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def remove(self, trial_id: str) -> None:
+        with _locked(self.path):
+            keep = [e for e in self.entries() if e["trial_id"] != trial_id]
+            if not keep:
+                self.path.unlink(missing_ok=True)
+                return
+            tmp = self.path.with_name(self.path.name + ".partial")
+            tmp.write_text("".join(json.dumps(e, sort_keys=True, default=_jsonable) + "\n" for e in keep))
+            os.replace(tmp, self.path)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [e for e in _read_jsonl(self.path) if isinstance(e, dict) and "trial_id" in e]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _newline_if_torn(path: Path) -> str:
+    """A newline to end a line cut by a kill mid-write, so the next line is not glued to it."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return "" if f.read(1) == b"\n" else "\n"
+    except OSError:  # missing or empty
+        return ""
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-write
+    return out
 
 
 @dataclass
@@ -182,8 +271,11 @@ class SweepState:
     def save(self, sweep_dir: str | os.PathLike[str]) -> Path:
         path = Path(sweep_dir) / STATE_FILE
         tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # a kill leaves the old file or the new one, never half of one
         return path
 
     @classmethod
@@ -192,7 +284,22 @@ class SweepState:
         if not path.is_file():
             raise ConfigError("sweep", str(sweep_dir), "a sweep folder holding state.json",
                               hint="start it with `topnas sweep <yaml>`")
-        return cls(**json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            missing = sorted(f for f, d in cls.__dataclass_fields__.items()
+                             if f not in data and d.default is MISSING and d.default_factory is MISSING)
+            if missing:
+                raise TypeError(f"missing {', '.join(missing)}")
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+            why = "empty" if path.stat().st_size == 0 else f"not a sweep state ({str(exc).splitlines()[0]})"
+            raise ConfigError("state.json", str(path), "the JSON a sweep writes at its start", hint=(
+                f"the file is {why}; its parent run id and reference point are lost with it: start the sweep "
+                "again under a new name (--set name=...), or restore the file (keys: "
+                f"{', '.join(cls.__dataclass_fields__)}; the sweep's MLflow parent run has the tag "
+                f"topnas.sweep={Path(sweep_dir).name})")) from None
 
 
 def resolve_sweep_dir(sweep: str | os.PathLike[str], storage: str | os.PathLike[str] | None = None) -> Path:

@@ -120,17 +120,30 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
         state = _create_parent(cfg, client, uri, info)
     else:
         _reopen_parent(cfg, client, state)
+    from topnas.platform.sweep.callback import settle
+    from topnas.platform.sweep.tracker import SweepTracker
+
+    tracker = SweepTracker(state.tracking_uri, state.experiment_id, state.parent_run_id, cfg.name)
+    if resume:  # trials finished but not recorded before the kill: recorded now, or a loud stop before Ray
+        settle(cfg, state, tracker, close_abandoned=False)
 
     import ray
 
-    started_ray = False
+    watch, started_ray = None, False
     if not ray.is_initialized():
-        # Ray's defaults otherwise: Ray Train's placement-group cleaner asks the dashboard's state API.
-        ray.init(address=address, num_cpus=num_cpus if address is None else None)
         started_ray = True
+        # Ray's defaults otherwise: Ray Train's placement-group cleaner asks the dashboard's state API.
+        init = {"address": address, "num_cpus": num_cpus if address is None else None}
+        if address is None:  # a local Ray of ours: its agents must not outlive this driver (raywatch)
+            from topnas.platform.raywatch import start_local_ray
+
+            watch = start_local_ray(**init)
+        else:
+            ray.init(**init)
     status = "failed"
     try:
-        _fit(cfg, state, info["id"], resume)
+        _fit(cfg, state, tracker, info["id"], resume)
+        settle(cfg, state, tracker)  # every finished trial recorded, abandoned runs closed, or a loud error
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -138,12 +151,14 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     finally:
         state.status = status
         state.save(folder)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the parent's status; the trials' records are settled above
             client.set_tag(state.parent_run_id, R.STATUS_TAG, status)
             client.set_terminated(state.parent_run_id,
                                   status={"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
         if started_ray:
             ray.shutdown()
+        if watch is not None:
+            watch.release()
     trials = R.frame(R.Ledger(folder).records())
     hv = P.hypervolume(P.points_from_records(trials.to_dict("records"), OBJECTIVES), state.reference_point,
                        OBJECTIVES) if not trials.empty else 0.0
@@ -242,17 +257,15 @@ def _reference_point(cfg: SweepConfig) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- Ray Tune
-def _fit(cfg: SweepConfig, state: R.SweepState, predictor_id: str, resume: bool) -> None:
+def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str, resume: bool) -> None:
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     from topnas.platform.sweep.callback import SweepCallback
     from topnas.platform.sweep.scheduler import make_scheduler
     from topnas.platform.sweep.searcher import SweepSearch
-    from topnas.platform.sweep.tracker import SweepTracker
     from topnas.platform.sweep.trial import TrialContext, run_trial
 
-    tracker = SweepTracker(state.tracking_uri, state.experiment_id, state.parent_run_id, cfg.name)
     ctx = TrialContext(cfg, state.tracking_uri, state.experiment_id, state.parent_run_id, predictor_id)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_RESOURCES)
     tune_dir = cfg.sweep_dir / R.TUNE_DIR

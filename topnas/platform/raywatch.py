@@ -1,0 +1,146 @@
+"""A local Ray started by a driver must not outlive it.
+
+``ray.init()`` without an address starts GCS, raylet, dashboard and their agents as children of
+the driver. When the driver is SIGKILLed most of them follow it, but the raylet's
+``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent`` stay alive (checked with Ray 2.60: still
+running 20 s after the kill, re-parented to init), and after a normal ``ray.shutdown()`` some
+linger for seconds. :func:`watch_local_ray` starts a tiny watchdog process right after
+``ray.init``: it learns the Ray processes (the driver's children at that moment and, while the
+driver lives, their descendants) and holds the read end of a pipe whose write end only the driver
+has. When the pipe closes - the driver called :meth:`LocalRayWatch.release` after
+``ray.shutdown()``, exited, or was killed - it gives Ray ``GRACE_S`` seconds to stop by itself,
+then sends SIGTERM and, ``KILL_AFTER_S`` later, SIGKILL to exactly those processes that are still
+alive (matched by pid and start time, so a reused pid is never hit). Linux only (``/proc``);
+elsewhere it does nothing.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["GRACE_S", "KILL_AFTER_S", "LocalRayWatch", "descendants", "start_local_ray", "watch_local_ray"]
+
+GRACE_S = 2.0
+KILL_AFTER_S = 3.0
+_POLL_S = 1.0
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+
+class LocalRayWatch:
+    """Handle of a running watchdog; :meth:`release` after ``ray.shutdown()`` ends the watch now."""
+
+    def __init__(self, proc: subprocess.Popen | None) -> None:
+        self.proc = proc
+
+    def release(self, wait_s: float = GRACE_S + KILL_AFTER_S + 5.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+
+def start_local_ray(**init_kwargs: object) -> LocalRayWatch:
+    """``ray.init(**init_kwargs)`` (a local Ray) plus its watchdog; release it after ``ray.shutdown()``."""
+    import ray
+
+    before = set(descendants(os.getpid(), recursive=False)) if _HAS_PROC else set()
+    ray.init(**init_kwargs)
+    return watch_local_ray(before)
+
+
+def watch_local_ray(before: set[int]) -> LocalRayWatch:
+    """Start the watchdog for the children this driver has now and did not have in ``before``."""
+    if not _HAS_PROC:
+        return LocalRayWatch(None)
+    roots = {pid: start for pid, start in descendants(os.getpid(), recursive=False).items() if pid not in before}
+    if not roots:
+        return LocalRayWatch(None)
+    # Run as an isolated file, not `-m topnas...`: the watchdog needs nothing but the standard library.
+    proc = subprocess.Popen(
+        [sys.executable, "-I", str(Path(__file__).resolve()), *(f"{pid}:{start}" for pid, start in roots.items())],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        close_fds=True)
+    return LocalRayWatch(proc)
+
+
+def descendants(pid: int, recursive: bool = True) -> dict[int, int]:
+    """``{pid: start time}`` of the children (and, if recursive, all descendants) of ``pid``, from /proc."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None:
+                table[int(entry)] = stat
+    out: dict[int, int] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, start) in table.items():
+            if ppid == parent and child not in out:
+                out[child] = start
+                if recursive:
+                    frontier.append(child)
+    return out
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(ppid, start time)`` of a live, non-zombie process, else None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _alive(known: dict[int, int]) -> dict[int, int]:
+    out = {}
+    for pid, start in known.items():
+        stat = _stat(pid)
+        if stat is not None and stat[1] == start:
+            out[pid] = start
+    return out
+
+
+def _signal(known: dict[int, int], sig: int) -> None:
+    for pid in _alive(known):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the driver's terminal is the driver's
+    known = dict(tuple(int(x) for x in arg.split(":")) for arg in argv)  # type: ignore[misc]
+    roots = dict(known)
+    fd = sys.stdin.fileno()
+    while True:
+        for pid in _alive(roots):
+            known.update(descendants(pid))
+        ready, _, _ = select.select([fd], [], [], _POLL_S)
+        if ready and not os.read(fd, 4096):
+            break  # EOF: the driver released us, exited or died
+    time.sleep(GRACE_S)
+    _signal(known, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_AFTER_S
+    while time.monotonic() < deadline and _alive(known):
+        time.sleep(0.1)
+    _signal(known, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as the watchdog process
+    sys.exit(_main(sys.argv[1:]))
