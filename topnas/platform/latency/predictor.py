@@ -230,7 +230,10 @@ class LatencyPredictor:
 
     def contributions(self, variant: Any) -> dict[str, float]:
         """Predicted ms per kernel group (plus ``intercept``): where the time goes."""
-        f = self.features(variant)
+        return self.contributions_from_features(self.features(variant))
+
+    def contributions_from_features(self, f: Sequence[float]) -> dict[str, float]:
+        """:meth:`contributions` of a feature vector (of a variant or :meth:`features_from_kernels`)."""
         out = {"intercept": self.intercept_ms}
         for gi, g in enumerate(self.groups):
             out[g.name] = sum(self.coef[gi * 3 + t] * f[gi * 3 + t] for t in range(3))
