@@ -381,6 +381,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
                "images_per_s": speed, **last_eval}
     if rank == 0 and logger is not None:
         _log_final_artifacts(cfg, unwrap(net), optimizer, scaler, it, norm, world, logger)
+        if not logger.close():  # waits (with backoff) for a tracking server that is down
+            summary["tracking_lost"] = logger.dropped
     return summary
 
 

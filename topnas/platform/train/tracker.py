@@ -6,15 +6,20 @@
 * World-rank 0 (:class:`RankZeroLogger`) logs loss / lr / images per second per log interval,
   ``val_mIoU`` / ``val_mAcc`` / ``val_aAcc`` per evaluation, then the final checkpoint and ONNX.
   Other ranks never touch MLflow (mlflow#5817). A resumed job logs into the same run; iterations
-  re-run after a failure appear twice in a metric's history, with the same step.
+  re-run after a failure are not logged again (the first value of a step stays). A tracking server
+  outage queues the values and retries with backoff; anything dropped is tagged on the run.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from topnas.platform import tracking
 
@@ -23,11 +28,13 @@ if TYPE_CHECKING:
 
     from topnas.platform.train.config import TrainConfig
 
-__all__ = ["RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
+__all__ = ["LOST_TAG", "RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
 
 log = logging.getLogger(__name__)
 
 TRAIN_RUN_TAG = "topnas.train_run"
+LOST_TAG = "topnas.tracking_lost"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch
 RUN_KEY_PREFIX = "train:"
 
 
@@ -89,32 +96,220 @@ def close_train_run(client: MlflowClient, run_id: str, status: str, tags: Mappin
     client.set_terminated(run_id, status=status)
 
 
-class RankZeroLogger:
-    """Metric / artifact logging of world-rank 0; a logging failure warns once and never stops training."""
+@contextlib.contextmanager
+def _fail_fast(timeout_s: float) -> Iterator[None]:
+    """One attempt per MLflow call (this logger retries itself, without blocking training for minutes).
 
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
+    MLflow's HTTP client otherwise retries a refused connection 7 times with exponential backoff
+    (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_BACKOFF_FACTOR``, read per request), which stalls the
+    training loop for minutes while a server is down.
+    """
+    knobs = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(max(1, timeout_s)))}
+    saved = {k: os.environ.get(k) for k in knobs}
+    os.environ.update(knobs)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class RankZeroLogger:
+    """Metric / tag / artifact logging of world-rank 0 that survives a tracking server outage.
+
+    Nothing is logged synchronously-or-lost: every value is queued, then sent; when a send fails the
+    queue is kept and retried with exponential backoff (``backoff_s`` doubling up to
+    ``max_backoff_s``) at the next call, so training never waits on a dead server; :meth:`close`
+    retries (blocking) for up to ``close_timeout_s``. At most ``max_pending`` metric values are kept;
+    beyond that the oldest are dropped and counted, artifacts of a failed upload are copied aside
+    (their source is usually a temporary folder). When anything was dropped or could not be sent by
+    :meth:`close`, the run is tagged ``topnas.tracking_lost=<count>`` (plus
+    ``topnas.tracking_lost_detail``) as soon as the server answers.
+
+    Each (metric, step) reaches MLflow once: before sending a key for the first time, and again after
+    every failed send (a send may have landed before the connection broke), the logger reads the
+    steps MLflow already holds for it; queued values at those steps are skipped. So iterations
+    replayed after a worker restart or a driver resume keep their first logged value.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        *,
+        max_pending: int = 100_000,
+        backoff_s: float = 2.0,
+        max_backoff_s: float = 120.0,
+        close_timeout_s: float = 300.0,
+        request_timeout_s: float = 30.0,
+    ) -> None:
         self.run_id = run_id
         self.client = tracking.get_client(tracking_uri)
-        self._warned = False
+        self.max_pending = max(1, int(max_pending))
+        self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
+        self.close_timeout_s, self.request_timeout_s = float(close_timeout_s), float(request_timeout_s)
+        self._metrics: deque[Any] = deque()
+        self._tags: dict[str, str] = {}
+        self._artifacts: list[tuple[Path, str | None]] = []
+        self._spool: Path | None = None
+        self._known: dict[str, set[int]] = {}  # steps MLflow holds, per metric key
+        self._stale = False                    # a send failed: re-read what MLflow holds before resending
+        self._failures = 0                     # consecutive failed attempts
+        self._next_try = 0.0
+        self._dropped = 0                      # metric values dropped by the bound
+        self._lost: list[str] = []             # what close() could not deliver
+        self._lost_tagged = 0
+        self.skipped_replayed = 0              # queued values MLflow already had (replayed steps)
 
-    def _safely(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - tracking must not kill a 160k-iteration job
-            if not self._warned:
-                log.warning("MLflow %s failed (%s); training continues, further failures are silent", what, exc)
-                self._warned = True
-
+    # ----------------------------------------------------------------- public API (never raises)
     def metrics(self, values: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, int(step)) for k, v in values.items() if v is not None]
-        self._safely("log_batch", self.client.log_batch, self.run_id, metrics=batch, synchronous=True)
+        for k, v in values.items():
+            if v is not None:
+                self._metrics.append(Metric(k, float(v), now, int(step)))
+        overflow = len(self._metrics) - self.max_pending
+        for _ in range(max(0, overflow)):
+            self._metrics.popleft()
+            self._dropped += 1
+        self._maybe_flush()
 
     def tags(self, values: Mapping[str, Any]) -> None:
-        for k, v in values.items():
-            self._safely("set_tag", self.client.set_tag, self.run_id, k, str(v))
+        self._tags.update({k: str(v) for k, v in values.items()})
+        self._maybe_flush()
 
     def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._safely("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
+        self._artifacts.append((Path(path), artifact_path))
+        self._maybe_flush()
+        # Still queued: keep a copy, the caller's file usually lives in a temporary folder.
+        for i, (src, dest) in enumerate(self._artifacts):
+            if self._spool is None or not src.is_relative_to(self._spool):
+                self._artifacts[i] = (self._keep(src), dest)
+
+    @property
+    def pending(self) -> int:
+        return len(self._metrics) + len(self._tags) + len(self._artifacts)
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped + len(self._lost)
+
+    def flush(self) -> bool:
+        """Try to send everything now (ignoring the backoff); True when nothing is left."""
+        self._next_try = 0.0
+        self._maybe_flush()
+        return self.pending == 0 and self._lost_tagged == self.dropped
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Send what is queued, retrying with backoff for up to ``timeout_s`` (default ``close_timeout_s``).
+
+        What is still unsent then is counted as lost (tagged if the server answers). True when
+        everything was delivered and nothing was dropped.
+        """
+        deadline = time.monotonic() + (self.close_timeout_s if timeout_s is None else float(timeout_s))
+        while not self.flush():
+            wait = min(self._next_try, deadline) - time.monotonic()
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(max(0.05, wait))
+        if self.pending:
+            self._lost += [f"metric {m.key}@{m.step}" for m in self._metrics]
+            self._lost += [f"tag {k}" for k in self._tags]
+            self._lost += [f"artifact {dest or ''}/{src.name}".replace("//", "/") for src, dest in self._artifacts]
+            self._metrics.clear()
+            self._tags.clear()
+            self._artifacts.clear()
+            log.warning("MLflow run %s: %d item(s) could not be sent (%s ...)", self.run_id, len(self._lost),
+                        ", ".join(self._lost[:5]))
+            self._next_try = 0.0
+            self._maybe_flush()  # one last try to at least tag the loss
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+        return self.dropped == 0 and self._lost_tagged == self.dropped
+
+    # ----------------------------------------------------------------- sending
+    def _maybe_flush(self) -> None:
+        if time.monotonic() < self._next_try or (self.pending == 0 and self._lost_tagged == self.dropped):
+            return
+        try:
+            with _fail_fast(self.request_timeout_s):
+                self._send()
+        except Exception as exc:  # noqa: BLE001 - tracking must not kill a 160k-iteration job
+            self._failures += 1
+            self._stale = True
+            delay = min(self.backoff_s * 2 ** (self._failures - 1), self.max_backoff_s)
+            self._next_try = time.monotonic() + delay
+            if self._failures == 1 or self._failures % 10 == 0:
+                log.warning("MLflow unreachable for run %s (%s); %d item(s) queued, retry in %.0f s "
+                            "(failure %d)", self.run_id, str(exc).splitlines()[0][:200], self.pending, delay,
+                            self._failures)
+            return
+        if self._failures:
+            log.warning("MLflow reachable again for run %s after %d failed attempt(s); queue flushed",
+                        self.run_id, self._failures)
+        self._failures = 0
+
+    def _send(self) -> None:
+        from mlflow.entities import RunTag
+
+        self._send_metrics()
+        if self._tags:
+            items = list(self._tags.items())
+            for i in range(0, len(items), 100):
+                chunk = items[i:i + 100]
+                self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in chunk], synchronous=True)
+                for k, v in chunk:
+                    if self._tags.get(k) == v:
+                        del self._tags[k]
+        while self._artifacts:
+            src, dest = self._artifacts[0]
+            self.client.log_artifact(self.run_id, str(src), dest)
+            self._artifacts.pop(0)
+            if self._spool is not None and src.is_relative_to(self._spool):
+                src.unlink(missing_ok=True)
+        if self.dropped != self._lost_tagged:
+            detail = (f"{self._dropped} metric value(s) dropped by the {self.max_pending}-value buffer"
+                      + (f"; not sent at close: {', '.join(self._lost[:20])}" if self._lost else ""))
+            self.client.log_batch(self.run_id, tags=[RunTag(LOST_TAG, str(self.dropped)),
+                                                     RunTag(LOST_TAG + "_detail", detail[:4000])], synchronous=True)
+            self._lost_tagged = self.dropped
+
+    def _send_metrics(self) -> None:
+        if not self._metrics:
+            return
+        keys = {m.key for m in self._metrics}
+        for key in sorted(keys if self._stale else keys - set(self._known)):
+            self._known[key] = {int(m.step) for m in self.client.get_metric_history(self.run_id, key)}
+        self._stale = False
+        while self._metrics:
+            batch, seen = [], set()
+            while self._metrics and len(batch) < MAX_METRICS_PER_BATCH:
+                m = self._metrics[0]
+                if m.step in self._known.get(m.key, ()) or (m.key, m.step) in seen:
+                    self.skipped_replayed += 1
+                else:
+                    batch.append(m)
+                    seen.add((m.key, m.step))
+                self._metrics.popleft()
+            if not batch:
+                continue
+            try:
+                self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+            except Exception:
+                self._metrics.extendleft(reversed(batch))  # back in front, in order
+                raise
+            for m in batch:
+                self._known.setdefault(m.key, set()).add(int(m.step))
+
+    def _keep(self, src: Path) -> Path:
+        if self._spool is None:
+            self._spool = Path(tempfile.mkdtemp(prefix="topnas_mlflow_spool_"))
+        folder = Path(tempfile.mkdtemp(dir=self._spool))
+        dest = folder / src.name
+        shutil.copy2(src, dest)
+        return dest
