@@ -106,6 +106,8 @@ def test_restore_closes_stale_trials_and_keeps_live_ones(tmp_path, test_predicto
     restored.restore(str(snapshot))
     trials = _states(cfg)
     assert trials[stale[META_KEY]["optuna_trial"]].state == TrialState.FAIL
+    assert trials[stale[META_KEY]["optuna_trial"]].user_attrs["topnas.status"] == "failed"  # not "running"
+    assert trials[stale[META_KEY]["optuna_trial"]].user_attrs["topnas.status_reason"].startswith("abandoned")
     assert trials[live[META_KEY]["optuna_trial"]].state == TrialState.RUNNING
     restored.on_trial_complete("late", {"val_mIoU": 0.2, "iteration": 12})   # replayed: not told twice
     restored.on_trial_complete("live", {"val_mIoU": 0.4, "iteration": 12})
@@ -166,10 +168,12 @@ def test_a_variant_is_never_launched_twice(tmp_path, test_predictor, no_macs):
     trials = _states(cfg)
     dups = [t for t in trials.values() if t.user_attrs.get("topnas.duplicate_of")]
     assert dups, "repeated proposals are answered, not launched"
-    for t in dups:
-        if t.user_attrs["topnas.duplicate_of"] == "t1":  # finished: the sampler learns its known values
-            assert t.state == TrialState.COMPLETE and t.values == pytest.approx([0.42, meta["latency_ms"]])
+    for t in dups:  # never a COMPLETE copy: the study's own front lists each variant once
+        assert t.state == TrialState.FAIL and t.user_attrs["topnas.status"] == "duplicate"
+        if t.user_attrs["topnas.duplicate_of"] == "t1":  # finished: its values kept as an attribute
+            assert t.user_attrs["topnas.duplicate_values"] == pytest.approx([0.42, meta["latency_ms"]])
         else:  # t2 has no result yet
-            assert t.user_attrs["topnas.duplicate_of"] == "t2" and t.state == TrialState.FAIL
+            assert t.user_attrs["topnas.duplicate_of"] == "t2" and "topnas.duplicate_values" not in t.user_attrs
+    assert [t.number for t in open_study(cfg).best_trials] == [meta["optuna_trial"]]
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING and t.number not in
                 (first[META_KEY]["optuna_trial"], second[META_KEY]["optuna_trial"])]

@@ -16,10 +16,12 @@ What the stock searcher does not do, and this subclass does (design notes 1-7):
   partial mIoU only as a user attribute; a failed one FAIL. Only trials at the full proxy budget
   enter NSGA-II's population with their mIoU.
 * **No variant trained twice**: a proposal whose variant id this sweep already launched is not
-  launched again. If that variant finished (completed or infeasible), Optuna is told the known
-  values (state COMPLETE, user attribute ``topnas.duplicate_of``) so the sampler learns the point
-  without a second training; if it is still running or did not complete, the proposal is told FAIL.
-  Either way Optuna is asked again (counted against ``latency.max_rejections``).
+  launched again. It is told FAIL with user attributes ``topnas.status=duplicate``,
+  ``topnas.duplicate_of`` (the trial that holds the result) and, when that one completed,
+  ``topnas.duplicate_values``: never as a COMPLETE copy, so ``study.best_trials`` lists each
+  variant once and equals ``topnas pareto show`` (a COMPLETE copy would put the same variant on the
+  study's front two or three times). Optuna is then asked again (counted against
+  ``latency.max_rejections``).
 * **Resume**: after :meth:`restore`, Optuna trials left RUNNING by the killed driver that no
   restored Tune trial will finish are told FAIL (or, if they were already judged infeasible,
   COMPLETE as above); a trial that Tune re-runs although Optuna already holds its result is not told
@@ -141,13 +143,9 @@ class SweepSearch(OptunaSearch):
         ot_trial.set_user_attr("topnas.duplicate_of", source)
         ot_trial.set_user_attr(STATUS_ATTR, "duplicate")
         if done is not None and done.status == "completed" and done.val_mIoU is not None:
-            values = [float(done.val_mIoU), float(meta["latency_ms"])]
-            self._ot_study.tell(ot_trial, values, state=TrialState.COMPLETE, skip_if_finished=True)
-        elif done is not None:  # infeasible: its positive latency constraint is already set
-            self._ot_study.tell(ot_trial, [INFEASIBLE_MIOU, float(meta["latency_ms"])],
-                                state=TrialState.COMPLETE, skip_if_finished=True)
-        else:  # still running, failed or early-stopped: no value to share
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
+            ot_trial.set_user_attr("topnas.duplicate_values", [float(done.val_mIoU), float(meta["latency_ms"])])
+        # FAIL, never a COMPLETE copy: the study's own front must list each variant once (module docstring)
+        self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
         log.info("variant %s was already evaluated by trial %s; not launched again", vid, source)
         return True
 
@@ -240,7 +238,12 @@ class SweepSearch(OptunaSearch):
                 self._ot_study.tell(ft.number, [INFEASIBLE_MIOU, float(ft.user_attrs["topnas.latency_ms"])],
                                     state=TrialState.COMPLETE, skip_if_finished=True)
                 self._record_stale_infeasible(ft)
-            else:
+            else:  # its status attribute follows, so Optuna never shows a FAIL trial as "running"
+                launched = "topnas.ray_trial_id" in ft.user_attrs
+                self._ot_study._storage.set_trial_user_attr(ft._trial_id, STATUS_ATTR, "failed")
+                self._ot_study._storage.set_trial_user_attr(ft._trial_id, "topnas.status_reason", (
+                    "abandoned: the driver was killed after this trial started and before Ray Tune saved it"
+                    if launched else "abandoned: proposed just before the driver was killed, never launched"))
                 self._ot_study.tell(ft.number, state=TrialState.FAIL, skip_if_finished=True)
             closed.append(ft.number)
         if closed:
