@@ -48,6 +48,8 @@ __all__ = [
     "DEFAULT_GROUPS",
     "Prediction",
     "LatencyPredictor",
+    "featurize",
+    "nnls_relative",
     "flops_baseline",
     "packaged_predictor",
 ]
@@ -109,7 +111,7 @@ def _group_label(g: GroupRule) -> str:
     return g.name if g.name == g.type and not ks else f"{g.name} ({g.type}{ks})"
 
 
-def _featurize(kernels: Iterable[Kernel], groups: Sequence[GroupRule]) -> list[float]:
+def featurize(kernels: Iterable[Kernel], groups: Sequence[GroupRule]) -> list[float]:
     f = [0.0] * (len(groups) * len(TERMS))
     mu, bu = UNITS["macs"], UNITS["bytes"]
     slot: dict[tuple[str, int], int] = {}
@@ -135,7 +137,7 @@ def _featurize(kernels: Iterable[Kernel], groups: Sequence[GroupRule]) -> list[f
 
 
 # --------------------------------------------------------------------------------------- fitting
-def _nnls(X, y, ridge: float):
+def nnls_relative(X, y, ridge: float):
     """argmin ||(X c - y) / y||^2 + ridge ||D c||^2 subject to c >= 0 (D = column norms)."""
     import numpy as np
     from scipy.optimize import nnls
@@ -197,7 +199,7 @@ class LatencyPredictor:
         key = (variant.model, tuple(variant.input_size))
         f = self._cache.get(key)
         if f is None:
-            f = _featurize(kernels_from_config(variant), self.groups)
+            f = featurize(kernels_from_config(variant), self.groups)
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = f
@@ -209,7 +211,7 @@ class LatencyPredictor:
         Not cached: callers that predict the same graph repeatedly keep the vector themselves.
         Raises ``ConfigError`` naming the kernel type when none of this predictor's groups takes it.
         """
-        return _featurize(kernels, self.groups)
+        return featurize(kernels, self.groups)
 
     def predict_features(self, f: Sequence[float]) -> Prediction:
         ms = self.intercept_ms + sum(c * f[i] for i, c in self._live)
@@ -293,16 +295,16 @@ class LatencyPredictor:
         if not 0 < level < 1:
             raise ConfigError("level", level, "a coverage in (0, 1)")
         groups = tuple(groups)
-        X = np.array([[1.0] + _featurize(ks, groups) for ks in kernel_lists])
+        X = np.array([[1.0] + featurize(ks, groups) for ks in kernel_lists])
         y = np.array(latencies_ms, dtype=float)
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ConfigError("latencies", "non-positive or non-finite", "finite latencies > 0 ms")
-        coef = _nnls(X, y, ridge)
+        coef = nnls_relative(X, y, ridge)
         fit_info: dict[str, Any] = {"method": "nnls, relative error, ridge on normalised columns", "ridge": ridge,
                                     "n_variants": len(y), "in_sample": _acc(X @ coef, y)}
         interval = {"level": level, "log_lo": 0.0, "log_hi": 0.0, "source": "none"}
         if loo:
-            pred = np.array([X[i] @ _nnls(np.delete(X, i, 0), np.delete(y, i), ridge) for i in range(len(y))])
+            pred = np.array([X[i] @ nnls_relative(np.delete(X, i, 0), np.delete(y, i), ridge) for i in range(len(y))])
             lo, hi = _quantiles(np.log(y / pred), level)
             interval = {"level": level, "log_lo": lo, "log_hi": hi, "source": "leave-one-out log residuals"}
             fit_info["leave_one_out"] = _acc(pred, y)
@@ -500,7 +502,7 @@ def flops_baseline(samples: Sequence[Any]) -> FlopsBaseline:
 
     X = np.array([[1.0, FlopsBaseline.macs(s.variant)] for s in samples])
     y = np.array([s.latency_ms for s in samples], dtype=float)
-    c = _nnls(X, y, 0.0)
+    c = nnls_relative(X, y, 0.0)
     return FlopsBaseline(float(c[1]), float(c[0]))
 
 
