@@ -372,6 +372,9 @@ def measure_adb(
     from topnas.platform.latency.measure_local import _sha256, export_cached, plan_measurement
 
     out, order, model_dir = plan_measurement(variants, out, passes, model_dir)
+    done = completed_keys(out)
+    if all((v.id, p) in done for v in order for p in range(passes)):
+        return 0  # resumed after the last row: do not touch the device
     dev = device or AdbDevice(config)
     say = progress or log.info
     dev.check_attached()
