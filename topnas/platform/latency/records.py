@@ -11,6 +11,12 @@ Parquet (read/written through pandas). Reading always validates the schema:
 * :func:`check_single_target` (called by every fit) rejects a file mixing devices, runtimes,
   runtime versions or thread counts, naming the column and the values found.
 
+Older files stay readable: a column added to the schema later is filled with its empty value on
+read, and :func:`append_row` rewrites an older CSV header to the current one (keeping its rows)
+before appending, so a resumed measurement never writes rows under a shorter header. Phone rows
+(``device_kind == "adb"``) must record :data:`PROVENANCE_COLUMNS` (core, governor, runtime and its
+version); :func:`append_row` refuses one that does not.
+
 The published Snapdragon figures (``shared/reference/latency/snapdragon865_published.csv``) use a
 different, much smaller layout; :func:`read_calibration` recognises it and converts it (preset name
 + input size -> variant) so the same fitting code consumes both.
@@ -29,6 +35,7 @@ from topnas.errors import ConfigError
 
 __all__ = [
     "COLUMNS",
+    "PROVENANCE_COLUMNS",
     "REQUIRED_COLUMNS",
     "TARGET_COLUMNS",
     "STATS",
@@ -59,7 +66,7 @@ COLUMNS: dict[str, str] = {
     "device_kind": "local | adb | published",
     "cpu_model": "host CPU model / SoC name",
     "core_id": "CPU core the benchmark was pinned to (-1 = unknown)",
-    "governor": "cpufreq governor before the run ('' when not readable)",
+    "governor": "cpufreq governor before the run ('' or 'unknown' when not readable)",
     "governor_after": "cpufreq governor after the run",
     "temp_before_c": "max thermal-zone temperature before, deg C (NaN = not readable)",
     "temp_after_c": "max thermal-zone temperature after, deg C",
@@ -83,6 +90,8 @@ COLUMNS: dict[str, str] = {
     "timestamp": "UTC ISO-8601 end time of the pass",
     "source": "how the row was produced (topnas version, figure reference, ...)",
 }
+# what makes a phone latency comparable with another (design note 16); required on adb rows
+PROVENANCE_COLUMNS = ("core_id", "governor", "runtime", "runtime_version")
 REQUIRED_COLUMNS = ("variant_id", "input_h", "input_w", "variant_json", "device", "runtime", "median_ms")
 STATS = ("median_ms", "mean_ms", "min_ms", "cpu_median_ms", "cpu_min_ms")
 # A fit is only meaningful on one measurement target: these must hold a single value per file.
@@ -112,6 +121,12 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
     unknown = sorted(set(row) - set(COLUMNS))
     if unknown:
         raise CalibrationError(f"row.{unknown[0]}", "<unknown column>", list(COLUMNS))
+    if row.get("device_kind") == "adb":
+        for col in PROVENANCE_COLUMNS:
+            v = row.get(col)
+            if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v)):
+                raise CalibrationError(f"row {row.get('variant_id', '?')}: column {col!r}", v,
+                                       "a recorded value (phone rows record core, governor, runtime and version)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
@@ -120,6 +135,8 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
             fh.seek(-1, os.SEEK_END)
             if fh.read(1) != b"\n":
                 _drop_partial_line(path)
+        _upgrade_header(path)
+        new = path.stat().st_size == 0
     with path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="raise")
         if new:
@@ -127,6 +144,29 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
         writer.writerow({k: _cell(row.get(k)) for k in COLUMNS})
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _upgrade_header(path: Path) -> None:
+    """Rewrite a CSV written under an older (shorter) schema with the current header, in place."""
+    with path.open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    if header == list(COLUMNS):
+        return
+    unknown = [c for c in header if c not in COLUMNS]
+    if unknown:
+        raise CalibrationError(f"{path.name}: column {unknown[0]!r}", "<unknown column>", list(COLUMNS),
+                               hint="cannot append to a file with another layout")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    tmp = path.with_name(path.name + ".upgrade")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: r.get(k, "") for k in COLUMNS})
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _drop_partial_line(path: Path) -> None:
