@@ -113,6 +113,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     p = LatencyPredictor.load(args.predictor) if Path(args.predictor).suffix == ".json" else \
         packaged_predictor(args.predictor)
+    if args.onnx:
+        return _predict_onnx(args, p)
     v = resolve_variant(args)
     pred = p.predict(v)
     if args.json:
@@ -127,6 +129,34 @@ def _predict(args: argparse.Namespace) -> int:
         print("  WARNING out of the calibration range: " + "; ".join(pred.reasons[:4]))
     parts = sorted(p.contributions(v).items(), key=lambda kv: -kv[1])
     print("  " + ", ".join(f"{k} {ms:.1f}" for k, ms in parts if ms > 0.05))
+    return 0
+
+
+def _onnx_kernels(args: argparse.Namespace) -> list:
+    from topnas.platform.latency.onnx_graph import onnx_kernels
+
+    if args.shape or args.num_classes:
+        raise ConfigError("--shape" if args.shape else "--num-classes", args.shape or args.num_classes,
+                          "not with --onnx", hint="an exported graph has its own input size and classes")
+    return onnx_kernels(args.onnx)
+
+
+def _predict_onnx(args: argparse.Namespace, p) -> int:
+    """Any exported model: its graph's kernels, priced by the same predictor (no TopFormer fast path)."""
+    f = p.features_from_kernels(_onnx_kernels(args))
+    pred = p.predict_features(f)
+    parts = p.contributions_from_features(f)
+    if args.json:
+        print(json.dumps({"onnx": str(args.onnx), "ms": pred.ms, "lo": pred.lo, "hi": pred.hi,
+                          "out_of_range": pred.out_of_range, "reasons": list(pred.reasons),
+                          "contributions_ms": parts}, indent=1))
+        return 0
+    level = int(round(100 * p.interval["level"]))
+    print(f"{args.onnx} on {p.device.get('device')} / {p.device.get('runtime')}: "
+          f"{pred.ms:.1f} ms ({level}% interval {pred.lo:.1f} - {pred.hi:.1f} ms)")
+    if pred.out_of_range:
+        print("  WARNING out of the calibration range: " + "; ".join(pred.reasons[:4]))
+    print("  " + ", ".join(f"{k} {ms:.1f}" for k, ms in sorted(parts.items(), key=lambda kv: -kv[1]) if ms > 0.05))
     return 0
 
 
@@ -159,10 +189,16 @@ def _report(args: argparse.Namespace) -> int:
 def _kernels(args: argparse.Namespace) -> int:
     from topnas.platform.latency.kernels import extract_kernels, kernel_summary, kernels_from_config
 
-    v = resolve_variant(args)
-    ks = extract_kernels(v) if args.traced else kernels_from_config(v)
-    print(f"{v.id} {v.input_size[0]}x{v.input_size[1]}: {len(ks)} kernels "
-          f"({'traced from the model' if args.traced else 'from the config'})")
+    if args.onnx:
+        if args.traced:
+            raise ConfigError("--traced", True, "not with --onnx", hint="the ONNX graph is read, not traced")
+        ks = _onnx_kernels(args)
+        print(f"{args.onnx}: {len(ks)} kernels (read from the ONNX graph)")
+    else:
+        v = resolve_variant(args)
+        ks = extract_kernels(v) if args.traced else kernels_from_config(v)
+        print(f"{v.id} {v.input_size[0]}x{v.input_size[1]}: {len(ks)} kernels "
+              f"({'traced from the model' if args.traced else 'from the config'})")
     for t, s in sorted(kernel_summary(ks).items(), key=lambda kv: -kv[1]["macs"]):
         print(f"  {t:12s} {s['count']:4d} kernels {s['macs'] / 1e6:10.2f} MMAC {s['bytes'] / 1e6:9.2f} MB")
     if args.all:
@@ -211,11 +247,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _stat_args(s)
     s.set_defaults(func=_fit)
 
-    s = lsub.add_parser("predict", help="predict a variant's latency")
+    s = lsub.add_parser("predict", help="predict a variant's (or any exported ONNX model's) latency")
     s.add_argument("--predictor", default="snapdragon865_tnn_1core",
                    help="predictor JSON, or a packaged name: snapdragon865_tnn_1core, local_cpu_ort")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    add_variant_args(s)
+    add_variant_args(s).add_argument("--onnx", help="any exported ONNX model (fixed input size): its graph's kernels")
     s.set_defaults(func=_predict)
 
     s = lsub.add_parser("report", help="held-out accuracy vs a FLOPs baseline, PNG, MLflow")
@@ -230,8 +266,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _stat_args(s)
     s.set_defaults(func=_report)
 
-    s = lsub.add_parser("kernels", help="a variant's latency graph cut into kernels")
-    add_variant_args(s)
+    s = lsub.add_parser("kernels", help="a variant's (or an ONNX model's) latency graph cut into kernels")
+    add_variant_args(s).add_argument("--onnx", help="any exported ONNX model: read its graph")
     s.add_argument("--traced", action="store_true", help="trace the built model instead of the config")
     s.add_argument("--all", action="store_true", help="list every kernel")
     s.set_defaults(func=_kernels)

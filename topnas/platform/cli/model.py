@@ -6,14 +6,18 @@ import argparse
 from topnas.errors import ConfigError
 
 
-def add_variant_args(p: argparse.ArgumentParser, shape_default: tuple[int, int] | None = None) -> None:
-    """Shared options: which variant (--preset or --variant) and at which input size."""
+def add_variant_args(p: argparse.ArgumentParser, shape_default: tuple[int, int] | None = None):
+    """Shared options: which variant (--preset or --variant) and at which input size.
+
+    Returns the required either-or group, so a command can offer another source (e.g. ``--onnx``).
+    """
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--preset", help="official preset: tiny, small or base")
     g.add_argument("--variant", help="variant YAML/JSON file (see `topnas model sample`)")
     p.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"), default=shape_default,
                    help="input size (default: the variant's own, 512 512 for presets)")
     p.add_argument("--num-classes", type=int, default=None, help="override the number of classes")
+    return g
 
 
 def resolve_variant(args: argparse.Namespace):
