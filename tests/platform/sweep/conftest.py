@@ -84,3 +84,33 @@ def write_sweep_yaml(path: Path, data: dict[str, Any]) -> Path:
 @pytest.fixture(scope="session")
 def test_predictor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_predictor(tmp_path_factory.mktemp("predictor") / "test_predictor.json")
+
+
+# ----------------------------------------------------------------------------- replay (no training)
+REPLAY_ITERATIONS, REPLAY_EVAL = 40, 10  # 4 evaluations: rungs at 10, 20 (eta 2) below the budget 40
+
+
+def replay_sweep_dict(root: Path, predictor: Path, table: Path, **changes: Any) -> dict[str, Any]:
+    """A sweep that replays ``table`` (no dataset, no training) with MO-ASHA on, 8 trials 2 at a time."""
+    data = sweep_dict(root, predictor, **{"replay": {"table": str(table)}, "num_samples": 8,
+                                          "scheduler": {"name": "moasha", "reduction_factor": 2},
+                                          "proxy": {"iterations": REPLAY_ITERATIONS, "eval_interval": REPLAY_EVAL}})
+    for key, value in changes.items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return data
+
+
+@pytest.fixture(scope="session")
+def replay_table(tmp_path_factory: pytest.TempPathFactory, test_predictor: Path) -> Path:
+    """A synthetic 24-variant table of the test space (evaluations every 10 iterations up to 40, 2 seeds)."""
+    from topnas.platform.sweep import estimates
+    from topnas.platform.sweep.replay import write_synthetic_table
+    from topnas.search_spaces import SearchSpace
+
+    return write_synthetic_table(tmp_path_factory.mktemp("replay") / "curves.csv", SearchSpace.from_dict(SPACE),
+                                 estimates.load_predictor(test_predictor), 24, REPLAY_ITERATIONS, REPLAY_EVAL,
+                                 seeds=(0, 1))

@@ -11,10 +11,11 @@ from .conftest import sweep_dict, write_sweep_yaml
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"sampler.name": "random"}, "sampler.name: got 'random'; allowed: ['gp', 'nsga2', 'tpe']"),
+    ({"sampler.name": "grid"}, "sampler.name: got 'grid'; allowed: ['gp', 'nsga2', 'random', 'tpe']"),
     ({"proxy.workers_per_trial": 0}, "proxy.workers_per_trial"),
     ({"latency.budget_ms": 1.0}, "latency.budget_ms: got 1.0"),
-    ({"asha": {"enabled": True}}, "asha.enabled"),
+    ({"scheduler": {"name": "hyperband"}}, "scheduler.name: got 'hyperband'; allowed: ['fifo', 'asha', 'moasha']"),
+    ({"scheduler": {"name": "moasha"}}, "scheduler.name"),  # one evaluation per trial: nothing to compare
     ({"surprise": True}, "unknown key(s) ['surprise']"),
 ])
 def test_invalid_sweep_yaml_is_rejected_before_ray_starts(tmp_path, test_predictor, capsys, change, message):

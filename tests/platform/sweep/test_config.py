@@ -62,8 +62,8 @@ def test_demo_yaml_loads(tmp_path, monkeypatch, test_predictor):
     ({"proxy.train": {"schedule": {"max_iters": 5}}}, "proxy.train.schedule.max_iters"),
     ({"proxy.train": {"optimizer": {"lr": -1.0}}}, "proxy (training config).optimizer.lr"),
     ({"proxy.fixture": {"classes": 7, "train": 8, "val": 2}}, "proxy.fixture.classes"),
-    ({"asha": {"enabled": True}}, "asha.enabled"),  # one evaluation per trial
-    ({"asha": {"enabled": True, "reduction_factor": 1}}, "asha.reduction_factor"),
+    ({"scheduler": {"name": "asha"}}, "scheduler.name"),  # one evaluation per trial
+    ({"scheduler": {"name": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor"),
     ({"search_space.transformer.c2t_stride": [16]}, "search_space.transformer.c2t_stride[0]"),
     ({"tracking": {"experiment": ""}}, "tracking.experiment"),
 ])
@@ -96,13 +96,14 @@ def test_overrides_and_unknown_yaml(tmp_path, test_predictor):
 def test_samplers_by_name():
     import optuna
 
-    assert sorted(SAMPLERS) == ["gp", "nsga2", "tpe"]
+    assert sorted(SAMPLERS) == ["gp", "nsga2", "random", "tpe"]
     assert isinstance(make_sampler("nsga2", 0), optuna.samplers.NSGAIISampler)
     assert isinstance(make_sampler("tpe", 0), optuna.samplers.TPESampler)
     assert isinstance(make_sampler("gp", 0), optuna.samplers.GPSampler)
+    assert isinstance(make_sampler("random", 0), optuna.samplers.RandomSampler)
     with pytest.raises(ConfigError) as info:
-        make_sampler("random", 0)
-    assert info.value.allowed == ["gp", "nsga2", "tpe"]
+        make_sampler("grid", 0)
+    assert info.value.allowed == ["gp", "nsga2", "random", "tpe"]
 
 
 def test_extreme_latency_brackets_every_variant(tmp_path, test_predictor):

@@ -117,25 +117,6 @@ def test_restore_closes_stale_trials_and_keeps_live_ones(tmp_path, test_predicto
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
 
 
-def test_proxy_asha_never_stops_the_final_evaluation():
-    from ray.tune.schedulers import TrialScheduler
-
-    from topnas.platform.sweep.scheduler import ProxyASHA
-
-    class T:
-        def __init__(self, tid):
-            self.trial_id = tid
-
-    asha = ProxyASHA(final_iteration=20, time_attr="iteration", metric="val_mIoU", mode="max", max_t=20,
-                     grace_period=5, reduction_factor=2, stop_last_trials=False)
-    good, bad, late = T("good"), T("bad"), T("late")
-    for t in (good, bad, late):
-        asha.on_trial_add(None, t)
-    assert asha.on_trial_result(None, good, {"iteration": 5, "val_mIoU": 0.5}) == TrialScheduler.CONTINUE
-    assert asha.on_trial_result(None, bad, {"iteration": 5, "val_mIoU": 0.1}) == TrialScheduler.STOP
-    assert asha.on_trial_result(None, late, {"iteration": 20, "val_mIoU": 0.0}) == TrialScheduler.CONTINUE
-
-
 def _two_point_space():
     import copy
 

@@ -6,7 +6,7 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
     search_space: path.yaml            # or an inline mapping, or omitted: the packaged default space
     objectives: {val_mIoU: max, latency_ms: min}   # fixed; written out for the reader
     seed: 0                            # sampler seed and the proxy training seed (same for every trial)
-    sampler: {name: nsga2, options: {population_size: 8}}   # nsga2 | tpe | gp
+    sampler: {name: nsga2, options: {population_size: 8}}   # nsga2 | tpe | gp | random
     num_samples: 8                     # trained trials (latency-infeasible proposals are extra)
     max_concurrent: 2
     latency:
@@ -27,7 +27,8 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
       use_gpu: false
       max_failures: 0                  # Ray Train worker restarts inside a trial
       train: {}                        # any other TrainConfig section (optimizer, data, runtime...)
-    asha: {enabled: false, grace_period: null, reduction_factor: 2}   # on val_mIoU, by iteration
+    scheduler: {name: fifo, grace_period: null, reduction_factor: 2, rungs: null}   # fifo | asha | moasha
+    replay: null                       # {table: benchmarks/data/<t>.csv}: read val_mIoU, do not train
     tracking: {uri: null, experiment: topnas-sweeps, registered_model: topformer-ade20k}
     storage: null                      # sweeps folder; default <runs>/sweeps
 
@@ -62,7 +63,9 @@ from topnas.search_spaces import SearchSpace, Variant, default_space
 __all__ = [
     "OBJECTIVES",
     "SAMPLERS",
-    "AshaConfig",
+    "SCHEDULERS",
+    "ReplayConfig",
+    "SchedulerConfig",
     "LatencyConfig",
     "ProxyConfig",
     "SweepConfig",
@@ -73,7 +76,8 @@ __all__ = [
 OBJECTIVES: dict[str, str] = {"val_mIoU": "max", "latency_ms": "min"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOP_KEYS = ("name", "search_space", "objectives", "seed", "sampler", "num_samples", "max_concurrent",
-             "latency", "proxy", "asha", "tracking", "storage")
+             "latency", "proxy", "scheduler", "asha", "replay", "tracking",
+             "storage")
 # Sections of the training config the sweep sets itself (per trial, from `proxy`).
 _OWNED_TRAIN_KEYS = {
     "name": None, "model": None, "tracking": None, "fault_injection": None,
@@ -91,6 +95,7 @@ _SAMPLER_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "nsga2": ("NSGAIISampler", {}),
     "tpe": ("TPESampler", {"multivariate": True, "constant_liar": True}),
     "gp": ("GPSampler", {}),
+    "random": ("RandomSampler", {}),  # the baseline benchmarks/search_quality.py compares against
 }
 # Constraints come from Trial.set_constraint (constraints_func is deprecated in Optuna 5).
 _SAMPLER_FORBIDDEN = ("seed", "constraints_func")
@@ -179,15 +184,17 @@ class ProxyConfig:
         return math.ceil(self.iterations / every)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "ProxyConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None, replay: bool = False) -> "ProxyConfig":
+        """``replay``: trials read a benchmark table, so no dataset is needed."""
         data = _mapping("proxy", data)
         keys = ("dataset", "iterations", "crop_size", "eval_interval", "samples_per_gpu", "val_max_samples",
                 "fixture", "workers_per_trial", "cpus_per_worker", "use_gpu", "max_failures", "train")
         check_keys("proxy", data, keys)
-        if not data.get("dataset"):
+        if not data.get("dataset") and not replay:
             raise ConfigError("proxy.dataset", data.get("dataset", "<missing>"),
                               "a dataset folder (ADE20K layout; `topnas data fixture` makes a toy one)")
-        dataset = _abs_path(check_type("proxy.dataset", data["dataset"], str, "a folder path"))
+        dataset = _abs_path(check_type("proxy.dataset", data["dataset"], str, "a folder path")) \
+            if data.get("dataset") else ""
         iterations = _pos_int("proxy.iterations", data.get("iterations", 200))
         crop = data.get("crop_size", [128, 128])
         if isinstance(crop, int) and not isinstance(crop, bool):
@@ -237,32 +244,128 @@ class ProxyConfig:
         )
 
 
-@dataclass(frozen=True)
-class AshaConfig:
-    """ASHA on ``val_mIoU`` with the training iteration as time (it only sees evaluations)."""
+SCHEDULERS: tuple[str, ...] = ("fifo", "asha", "moasha")
 
-    enabled: bool = False
-    grace_period: int | None = None  # iterations; default: the first evaluation
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Which early stopping runs, with the training iteration as time (it only sees evaluations).
+
+    ``fifo``: every trial trains the full proxy budget. ``asha``: Ray's ASHA on ``val_mIoU`` alone
+    (kept for comparison: it stops fast low-mIoU variants that belong on the front). ``moasha``:
+    multi-objective successive halving on (``val_mIoU`` at the rung, predicted latency), see
+    :mod:`topnas.platform.sweep.moasha`. Rungs sit at evaluation iterations strictly below the full
+    budget, so trials are only compared at equal training.
+    """
+
+    name: str = "fifo"
+    grace_period: int | None = None  # the first rung; default: the first evaluation
     reduction_factor: float = 2.0
+    rungs: tuple[int, ...] = ()  # resolved rung iterations (empty for fifo)
+
+    @property
+    def early_stopping(self) -> bool:
+        return self.name != "fifo"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, proxy: ProxyConfig) -> "AshaConfig":
-        data = _mapping("asha", data)
-        check_keys("asha", data, ("enabled", "grace_period", "reduction_factor"))
-        enabled = check_type("asha.enabled", data.get("enabled", False), bool, "true or false")
+    def from_dict(cls, data: Mapping[str, Any] | None, proxy: ProxyConfig) -> "SchedulerConfig":
+        data = _mapping("scheduler", data)
+        check_keys("scheduler", data, ("name", "grace_period", "reduction_factor", "rungs"))
+        name = data.get("name", "fifo")
+        if name not in SCHEDULERS:
+            raise ConfigError("scheduler.name", name, list(SCHEDULERS))
+        rf = check_type("scheduler.reduction_factor", data.get("reduction_factor", 2.0), (int, float),
+                        "a number > 1")
+        if rf <= 1:
+            raise ConfigError("scheduler.reduction_factor", rf, "a number > 1")
+        every = proxy.eval_interval or proxy.iterations
         grace = data.get("grace_period")
         if grace is not None:
-            grace = _pos_int("asha.grace_period", grace)
-            if grace > proxy.iterations:
-                raise ConfigError("asha.grace_period", grace, f"1..proxy.iterations ({proxy.iterations})")
-        rf = check_type("asha.reduction_factor", data.get("reduction_factor", 2.0), (int, float), "a number > 1")
-        if rf <= 1:
-            raise ConfigError("asha.reduction_factor", rf, "a number > 1")
-        if enabled and proxy.evaluations < 2:
-            raise ConfigError("asha.enabled", True, [False],
-                              hint="ASHA needs at least 2 evaluations per trial: set proxy.eval_interval "
-                                   "below proxy.iterations")
-        return cls(enabled, grace, float(rf))
+            grace = _pos_int("scheduler.grace_period", grace)
+            if grace >= proxy.iterations:
+                raise ConfigError("scheduler.grace_period", grace, f"1..{proxy.iterations - 1} (below "
+                                  f"proxy.iterations, the budget: the last evaluation is never a stop decision)")
+        rungs = data.get("rungs")
+        if name == "fifo":
+            return cls(name, grace, float(rf), ())
+        if proxy.evaluations < 2:
+            raise ConfigError("scheduler.name", name, ["fifo"],
+                              hint="early stopping needs at least 2 evaluations per trial: set "
+                                   "proxy.eval_interval below proxy.iterations")
+        if rungs is None:
+            grace = grace or every
+            if grace % every:
+                raise ConfigError("scheduler.grace_period", grace, f"a multiple of proxy.eval_interval ({every})",
+                                  hint="the first rung must be an evaluation: trials are compared only there")
+            rungs, r = [], float(grace)
+            while r < proxy.iterations:
+                if abs(r - round(r)) > 1e-9 or round(r) % every:
+                    raise ConfigError("scheduler.reduction_factor", rf, "a factor that keeps every rung on an "
+                                      "evaluation", hint=f"rung {r:g} = grace_period x reduction_factor^k is not "
+                                      f"a multiple of proxy.eval_interval ({every}); give `scheduler.rungs`")
+                rungs.append(int(round(r)))
+                r *= rf
+        else:
+            if not isinstance(rungs, (list, tuple)) or not rungs:
+                raise ConfigError("scheduler.rungs", rungs, "a non-empty list of iterations or null")
+            for i, r in enumerate(rungs):
+                _pos_int(f"scheduler.rungs[{i}]", r)
+            if list(rungs) != sorted(set(rungs)):
+                raise ConfigError("scheduler.rungs", list(rungs), "strictly increasing iterations")
+            if grace is not None and grace != rungs[0]:
+                raise ConfigError("scheduler.grace_period", grace, [rungs[0]], hint="= the first of scheduler.rungs")
+        for i, r in enumerate(rungs):
+            if r >= proxy.iterations or r % every:
+                raise ConfigError(f"scheduler.rungs[{i}]" if data.get("rungs") is not None else
+                                  "scheduler.grace_period", r,
+                                  f"a multiple of proxy.eval_interval ({every}) below proxy.iterations "
+                                  f"({proxy.iterations})", hint="rungs must divide the budget into "
+                                  "evaluations: trials are compared only where every one of them evaluates")
+        return cls(name, int(rungs[0]), float(rf), tuple(int(r) for r in rungs))
+
+    @classmethod
+    def from_legacy_asha(cls, data: Mapping[str, Any] | None, proxy: ProxyConfig) -> "SchedulerConfig":
+        """The old ``asha: {enabled, grace_period, reduction_factor}`` section (sweeps saved before ``scheduler``)."""
+        data = dict(_mapping("asha", data))
+        check_keys("asha", data, ("enabled", "grace_period", "reduction_factor"))
+        enabled = check_type("asha.enabled", data.pop("enabled", False), bool, "true or false")
+        return cls.from_dict({"name": "asha" if enabled else "fifo", **data}, proxy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
+                "rungs": list(self.rungs) if self.rungs else None}
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """``replay:``: trials read ``val_mIoU`` per evaluation from a benchmark table instead of training.
+
+    Same searcher, scheduler, callback and MLflow layout; see :mod:`topnas.platform.sweep.replay`.
+    """
+
+    table: str
+    seed: int | None = None  # the table's seed to replay; default: the lowest seed of each variant
+    delay_s: float = 0.0  # sleep per evaluation (tests use it to kill a sweep mid-way)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ReplayConfig | None":
+        if data is None:
+            return None
+        if isinstance(data, str):
+            data = {"table": data}
+        data = _mapping("replay", data)
+        check_keys("replay", data, ("table", "seed", "delay_s"))
+        table = check_type("replay.table", data.get("table"), str, "a CSV path (variant_id,seed,iteration,val_mIoU)")
+        seed = data.get("seed")
+        if seed is not None:
+            check_type("replay.seed", seed, int, "an int or null")
+        delay = check_type("replay.delay_s", data.get("delay_s", 0.0), (int, float), "a number >= 0")
+        if delay < 0:
+            raise ConfigError("replay.delay_s", delay, "a number >= 0")
+        return cls(_abs_path(table), seed, float(delay))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "seed": self.seed, "delay_s": self.delay_s}
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -280,7 +383,8 @@ class SweepConfig:
     num_samples: int = 8
     max_concurrent: int = 2
     latency: LatencyConfig = field(default_factory=LatencyConfig)
-    asha: AshaConfig = field(default_factory=AshaConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    replay: ReplayConfig | None = None
     tracking_uri: str | None = None
     experiment: str = "topnas-sweeps"
     registered_model: str = "topformer-ade20k"  # where `topnas promote` registers versions
@@ -301,7 +405,8 @@ class SweepConfig:
                               hint="the sweep optimises measured mIoU against predicted latency")
         space, space_source = _load_space(data.get("search_space"))
         latency = LatencyConfig.from_dict(data.get("latency"))
-        proxy = ProxyConfig.from_dict(data.get("proxy"))
+        replay = ReplayConfig.from_dict(data.get("replay"))
+        proxy = ProxyConfig.from_dict(data.get("proxy"), replay=replay is not None)
         storage = data.get("storage")
         if storage is not None:
             storage = _abs_path(check_type("storage", storage, str, "a folder path or null"))
@@ -334,7 +439,7 @@ class SweepConfig:
         cfg = cls(
             name=name, space=space, space_source=space_source, proxy=proxy, seed=seed, sampler=sampler_name,
             sampler_options=sampler_options, num_samples=num_samples, max_concurrent=max_concurrent,
-            latency=latency, asha=AshaConfig.from_dict(data.get("asha"), proxy), tracking_uri=uri,
+            latency=latency, scheduler=_scheduler(data, proxy), replay=replay, tracking_uri=uri,
             experiment=experiment, registered_model=registered_model, storage=storage, source=source,
         )
         cfg._check_cross_fields()
@@ -342,15 +447,12 @@ class SweepConfig:
 
     # ------------------------------------------------------------------ checks that need several sections
     def _check_cross_fields(self) -> None:
-        fixture = self.proxy.fixture
-        if fixture is not None and fixture.get("classes", self.space.num_classes) != self.space.num_classes:
-            raise ConfigError("proxy.fixture.classes", fixture.get("classes"), [self.space.num_classes],
-                              hint="must equal search_space.num_classes")
-        if fixture is None and not Path(self.proxy.dataset).is_dir():
-            raise ConfigError("proxy.dataset", self.proxy.dataset, "an existing dataset folder",
-                              hint="or give proxy.fixture to generate the toy dataset there")
-        # The whole training config, validated by the train package for one variant of the space.
-        self.train_config(self.first_variant(), run_name="validate")
+        if self.replay is not None:  # no training: the table must answer every evaluation instead
+            from topnas.platform.sweep.replay import load_replay
+
+            load_replay(self)
+        else:
+            self._check_training()
         from topnas.platform.sweep import estimates
 
         predictor = estimates.load_predictor(self.latency.predictor)
@@ -360,6 +462,17 @@ class SweepConfig:
                 raise ConfigError("latency.budget_ms", self.latency.budget_ms, f">= {fastest:.2f}",
                                   hint="no variant of the search space is that fast (its smallest corner "
                                        f"is predicted at {fastest:.2f} ms)")
+
+    def _check_training(self) -> None:
+        fixture = self.proxy.fixture
+        if fixture is not None and fixture.get("classes", self.space.num_classes) != self.space.num_classes:
+            raise ConfigError("proxy.fixture.classes", fixture.get("classes"), [self.space.num_classes],
+                              hint="must equal search_space.num_classes")
+        if fixture is None and not Path(self.proxy.dataset).is_dir():
+            raise ConfigError("proxy.dataset", self.proxy.dataset, "an existing dataset folder",
+                              hint="or give proxy.fixture to generate the toy dataset there")
+        # The whole training config, validated by the train package for one variant of the space.
+        self.train_config(self.first_variant(), run_name="validate")
 
     def first_variant(self) -> Variant:
         return self.space.build({k: v[0] for k, v in self.space.parameters().items()})
@@ -430,8 +543,8 @@ class SweepConfig:
                       "val_max_samples": p.val_max_samples, "fixture": copy.deepcopy(p.fixture),
                       "workers_per_trial": p.workers_per_trial, "cpus_per_worker": p.cpus_per_worker,
                       "use_gpu": p.use_gpu, "max_failures": p.max_failures, "train": copy.deepcopy(p.train)},
-            "asha": {"enabled": self.asha.enabled, "grace_period": self.asha.grace_period,
-                     "reduction_factor": self.asha.reduction_factor},
+            "scheduler": self.scheduler.to_dict(),
+            "replay": self.replay.to_dict() if self.replay else None,
             "tracking": {"uri": self.tracking_uri, "experiment": self.experiment,
                          "registered_model": self.registered_model},
             "storage": self.storage,
@@ -463,6 +576,14 @@ def load_sweep_config(path: str | os.PathLike[str], overrides: Sequence[str] | M
 
 
 # ----------------------------------------------------------------------------- helpers
+def _scheduler(data: Mapping[str, Any], proxy: ProxyConfig) -> SchedulerConfig:
+    if data.get("asha") is not None:
+        if data.get("scheduler") is not None:
+            raise ConfigError("asha", data["asha"], ["<absent>"], hint="replaced by `scheduler: {name: asha}`")
+        return SchedulerConfig.from_legacy_asha(data["asha"], proxy)
+    return SchedulerConfig.from_dict(data.get("scheduler"), proxy)
+
+
 def _load_space(value: Any) -> tuple[SearchSpace, str]:
     if value is None:
         return default_space(), "default"

@@ -187,6 +187,8 @@ def _prepare_folder(cfg: SweepConfig, resume: bool) -> R.SweepState | None:
 
 def _check_before_ray(cfg: SweepConfig, address: str | None) -> None:
     """The dataset (the fixture is generated here, once, not by concurrent trials) and the first variant."""
+    if cfg.replay is not None:  # nothing is trained; the table was checked when the config loaded
+        return
     from topnas.platform.train import check_ready
 
     local = address is None
@@ -206,7 +208,7 @@ def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]
     reference = _reference_point(cfg)
     exp_id = tracking.get_or_create_experiment(cfg.experiment, client=client)
     tags = {R.SWEEP_TAG: cfg.name, R.KIND_TAG: R.KIND_SWEEP, R.STATUS_TAG: "running",
-            "topnas.sampler": cfg.sampler, "topnas.predictor_id": info["id"], "topnas.sweep_dir": str(folder)}
+            "topnas.sampler": cfg.sampler, "topnas.scheduler": cfg.scheduler.name, "topnas.predictor_id": info["id"], "topnas.sweep_dir": str(folder)}
     parent, reused = tracking.start_or_resume_run(client, exp_id, f"sweep:{cfg.name}", run_name=cfg.name, tags=tags)
     if reused:
         raise ConfigError("name", cfg.name, "a sweep name not used in this MLflow experiment",
@@ -287,8 +289,11 @@ def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str,
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent),
-                    scheduler=make_scheduler(cfg), num_samples=num_samples,
+                    scheduler=make_scheduler(cfg, state.reference_point), num_samples=num_samples,
                     trial_dirname_creator=_trial_dirname,
+                    # Replayed trials last milliseconds: a fresh actor per trial (imports, MLflow client)
+                    # would be nearly all of a replay sweep's time.
+                    reuse_actors=cfg.replay is not None,
                 ),
                 run_config=tune.RunConfig(
                     name=R.TUNE_DIR, storage_path=str(cfg.sweep_dir),

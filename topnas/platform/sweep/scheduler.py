@@ -1,39 +1,30 @@
-"""ASHA for proxy trials: early stopping on ``val_mIoU`` by training iteration (design notes 4-5).
+"""The sweep's Ray Tune scheduler, chosen by ``scheduler.name`` (design notes 4-5).
 
-Optuna cannot prune multi-objective trials, so early stopping comes from Ray's ASHA on the one metric
-that needs training. Two changes to Ray's ``AsyncHyperBandScheduler``: a trial's final evaluation
-(``iteration >= proxy.iterations``) is never a stop decision - the trial is finishing anyway and must
-close its own runs - and rungs therefore sit strictly below the full budget, so ASHA only ever
-compares evaluations made at equal iterations. A stopped trial is recorded ``early_stopped``: kept
-off the Pareto front and told to Optuna as PRUNED (see ``searcher.py``).
+Optuna cannot prune multi-objective trials, so early stopping comes from Ray. ``fifo``: none, every
+trial trains the full proxy budget. ``asha``: successive halving on ``val_mIoU`` alone, kept for
+comparison (across architectures of very different latency it stops exactly the fast, lower-mIoU
+variants that belong on the front). ``moasha``: successive halving on (``val_mIoU`` at the rung,
+predicted latency); a variant non-dominated at its rung is never stopped. Both early-stopping
+schedulers are :class:`~topnas.platform.sweep.moasha.RungScheduler` (same rungs, same record in
+``rungs.jsonl``, same resume); only the ranking differs. A stopped trial is recorded
+``early_stopped`` with its rung and the rung's front, kept off the Pareto front and told to Optuna
+as PRUNED (see ``searcher.py``).
 """
 from __future__ import annotations
 
-from typing import Any
-
-from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from typing import Mapping
 
 from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.moasha import MO_OBJECTIVES, RungScheduler
 
-__all__ = ["ProxyASHA", "make_scheduler"]
-
-
-class ProxyASHA(AsyncHyperBandScheduler):
-    def __init__(self, *, final_iteration: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._final_iteration = final_iteration
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        if result.get(self._time_attr, 0) >= self._final_iteration:
-            return TrialScheduler.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)
+__all__ = ["make_scheduler"]
 
 
-def make_scheduler(cfg: SweepConfig) -> ProxyASHA | None:
-    """``None`` unless ``asha.enabled``; grace period default: the first evaluation."""
-    if not cfg.asha.enabled:
+def make_scheduler(cfg: SweepConfig, reference_point: Mapping[str, float]) -> RungScheduler | None:
+    """``None`` for ``fifo`` (Tune's default), else the rung scheduler of ``cfg.scheduler``."""
+    sched = cfg.scheduler
+    if not sched.early_stopping:
         return None
-    every = cfg.proxy.eval_interval or cfg.proxy.iterations
-    return ProxyASHA(final_iteration=cfg.proxy.iterations, time_attr="iteration", metric="val_mIoU", mode="max",
-                     max_t=cfg.proxy.iterations, grace_period=cfg.asha.grace_period or every,
-                     reduction_factor=cfg.asha.reduction_factor, stop_last_trials=False)
+    objectives = MO_OBJECTIVES if sched.name == "moasha" else {"val_mIoU": "max"}
+    return RungScheduler(cfg.sweep_dir, sched.rungs, cfg.proxy.iterations, sched.reduction_factor,
+                         reference_point, objectives)

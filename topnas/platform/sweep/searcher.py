@@ -9,12 +9,27 @@ What the stock searcher does not do, and this subclass does (design notes 1-7):
   predicts its latency. Every proposal gets ``Trial.set_constraint("latency_budget", ms - budget)``
   (Optuna 5's replacement for ``constraints_func``). A proposal over the budget is never launched:
   :meth:`suggest` records it (MLflow child run, ``trials.jsonl``, status ``infeasible``), tells
-  Optuna COMPLETE with ``val_mIoU = 0`` and a positive constraint (so NSGA-II's constrained
-  domination, TPE and GP all learn to avoid the region; ``study.best_trials`` skips it), and asks
-  again, up to ``latency.max_rejections`` times in a row.
-* **Early-stopped is not complete** (design note 5): a trial ASHA stopped is told PRUNED with its
-  partial mIoU only as a user attribute; a failed one FAIL. Only trials at the full proxy budget
-  enter NSGA-II's population with their mIoU.
+  Optuna (:func:`tell_infeasible`) and asks again, up to ``latency.max_rejections`` times in a row.
+  What the sampler then sees depends on how it reads constraints (no sampler is given an mIoU it
+  would model as measured):
+
+  - NSGA-II, TPE, random: COMPLETE with the positive constraint. NSGA-II's constrained domination
+    ranks every violator after every feasible trial and violators among themselves by violation
+    only; c-TPE puts violators in its "bad" group by violation; so the ``val_mIoU`` slot
+    (:data:`INFEASIBLE_MIOU`, the reference point's 0) is never read, and ``study.best_trials``
+    skips them.
+  - GP: FAIL (the constraint kept on the trial). Optuna's GPSampler fits its objective GPs on every
+    COMPLETE trial, constraint-violating or not, so any mIoU told for a variant never trained would
+    be modelled as a measurement; a FAIL trial is invisible to it.
+* **Early-stopped is not complete** (design note 5): a trial ASHA / MO-ASHA stopped is told PRUNED
+  with its partial mIoU and rung only as user attributes (``topnas.partial_val_mIoU``,
+  ``topnas.rung``); a failed one FAIL. NSGA-II builds its populations from COMPLETE trials only, GP
+  fits COMPLETE trials only, TPE counts PRUNED trials in its "bad" group: only trials at the full
+  proxy budget enter a model with their mIoU.
+* **Replay** (``replay:``, :mod:`~topnas.platform.sweep.replay`): a proposal whose variant is not
+  in the table, or was evaluated already, is told FAIL (``topnas.snapped_to``) and the nearest table
+  variant not evaluated yet is enqueued, so the next ask returns it with its own parameters; the
+  search ends when the table is used up.
 * **No variant trained twice**: a proposal whose variant id this sweep already launched is not
   launched again. It is told FAIL with user attributes ``topnas.status=duplicate``,
   ``topnas.duplicate_of`` (the trial that holds the result) and, when that one completed,
@@ -41,14 +56,30 @@ from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig, make_sampler
 from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
 
-__all__ = ["LATENCY_CONSTRAINT", "INFEASIBLE_MIOU", "META_KEY", "SweepSearch", "open_study"]
+__all__ = ["LATENCY_CONSTRAINT", "INFEASIBLE_MIOU", "META_KEY", "SweepSearch", "open_study", "tell_infeasible"]
 
 log = logging.getLogger(__name__)
 
 META_KEY = "topnas"  # the config entry holding what the searcher knows about the proposal
 LATENCY_CONSTRAINT = "latency_budget"
-INFEASIBLE_MIOU = 0.0  # what an infeasible proposal tells Optuna for val_mIoU (it is never trained)
+INFEASIBLE_MIOU = 0.0  # the val_mIoU slot of an infeasible COMPLETE trial; constrained samplers never read it
 STATUS_ATTR = "topnas.status"
+# Samplers that fit a model on every COMPLETE trial's values, constraint-violating or not.
+VALUE_MODEL_SAMPLERS = ("gp",)
+
+
+def tell_infeasible(study: Any, trial: Any, latency_ms: float, sampler: str) -> None:
+    """Close an over-budget proposal (its positive constraint already set) the way ``sampler`` reads it.
+
+    See the module docstring: COMPLETE for samplers whose constrained ranking ignores a violator's
+    values, FAIL for those that would model the placeholder mIoU as measured.
+    """
+    from optuna.trial import TrialState
+
+    if sampler in VALUE_MODEL_SAMPLERS:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    else:
+        study.tell(trial, [INFEASIBLE_MIOU, float(latency_ms)], state=TrialState.COMPLETE, skip_if_finished=True)
 
 
 def open_study(cfg: SweepConfig, sampler: Any = None):
@@ -58,7 +89,7 @@ def open_study(cfg: SweepConfig, sampler: Any = None):
     return optuna.load_study(study_name=cfg.name, storage=_storage(cfg), sampler=sampler)
 
 
-def _storage(cfg: SweepConfig):
+def _storage(cfg: SweepConfig) -> Any:
     import optuna
 
     path = cfg.sweep_dir / R.OPTUNA_FILE
@@ -72,9 +103,11 @@ class SweepSearch(OptunaSearch):
         cfg: the sweep config (space, sampler, seed, latency budget, proxy budget).
         tracker: the sweep's MLflow writer (for proposals rejected before launch).
         predictor_id: recorded on every child run.
+        storage: an Optuna storage; default the sweep's ``optuna.db`` (the in-process benchmark
+            driver passes an in-memory one: nothing there resumes).
     """
 
-    def __init__(self, cfg: SweepConfig, tracker: SweepTracker, predictor_id: str) -> None:
+    def __init__(self, cfg: SweepConfig, tracker: SweepTracker, predictor_id: str, storage: Any = None) -> None:
         cfg.sweep_dir.mkdir(parents=True, exist_ok=True)
         self._cfg = cfg
         self._tracker = tracker
@@ -87,7 +120,7 @@ class SweepSearch(OptunaSearch):
             mode=list(OBJECTIVES.values()),
             sampler=make_sampler(cfg.sampler, cfg.seed, cfg.sampler_options),
             study_name=cfg.name,
-            storage=_storage(cfg),
+            storage=storage if storage is not None else _storage(cfg),
         )
 
     # ------------------------------------------------------------------ asking
@@ -110,7 +143,12 @@ class SweepSearch(OptunaSearch):
                 ot_trial.set_user_attr(f"topnas.{key}", meta[key])
             if budget is not None:
                 ot_trial.set_constraint(LATENCY_CONSTRAINT, meta["latency_ms"] - budget)
-            if self._tell_duplicate(ot_trial, meta):
+            snapped = self._snap_to_table(ot_trial, config)
+            if snapped is None:
+                return Searcher.FINISHED  # replay: every variant of the table was evaluated
+            if snapped:
+                pass
+            elif self._tell_duplicate(ot_trial, meta):
                 pass
             elif budget is None or meta["latency_ms"] <= budget:
                 ot_trial.set_user_attr("topnas.ray_trial_id", trial_id)
@@ -124,6 +162,32 @@ class SweepSearch(OptunaSearch):
         log.error("latency.max_rejections=%d proposals in a row were over the %s ms budget or already "
                   "evaluated; stopping the search", self._cfg.latency.max_rejections, budget)
         return Searcher.FINISHED
+
+    def _snap_to_table(self, ot_trial: Any, config: Mapping[str, Any]) -> bool | None:
+        """Replay: a proposal outside the table, or of a variant already evaluated, is told FAIL and the
+        nearest table variant not evaluated yet is enqueued (True); None when none is left."""
+        from optuna.trial import TrialState
+
+        if self._cfg.replay is None:
+            return False
+        from topnas.platform.sweep.replay import load_replay
+
+        table = load_replay(self._cfg)
+        evaluated = set(self._launched) | {r.variant_id for r in R.Ledger(self._cfg.sweep_dir).records()}
+        vid = config[META_KEY]["variant_id"]
+        if vid in table.curves and vid not in evaluated:
+            return False
+        left = [v for v in table.curves if v not in evaluated]
+        ot_trial.set_user_attr(STATUS_ATTR, "snapped")
+        if left:
+            target = table.nearest({k: config[k] for k in self._cfg.space.parameters()}, among=left)
+            ot_trial.set_user_attr("topnas.snapped_to", target)
+        self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
+        if not left:
+            log.info("replay: every variant of %s was evaluated; stopping the search", self._cfg.replay.table)
+            return None
+        self._ot_study.enqueue_trial(table.points[target], user_attrs={"topnas.snapped_from": ot_trial.number})
+        return True
 
     def _tell_duplicate(self, ot_trial: Any, meta: Mapping[str, Any]) -> bool:
         """Answer a proposal of an already evaluated variant from the record; True if it was one."""
@@ -161,8 +225,7 @@ class SweepSearch(OptunaSearch):
         ot_trial.set_user_attr(STATUS_ATTR, "infeasible")
         record = self._infeasible_record(number, variant, point, meta, reason)
         R.Ledger(cfg.sweep_dir).append(record)
-        self._ot_study.tell(ot_trial, [INFEASIBLE_MIOU, float(meta["latency_ms"])], state=TrialState.COMPLETE,
-                            skip_if_finished=True)
+        tell_infeasible(self._ot_study, ot_trial, meta["latency_ms"], cfg.sampler)
         log.info("trial %s: %s; not trained", record.trial_id, reason)
 
     def _infeasible_record(self, number: int, variant: Any, point: Mapping[str, Any], meta: Mapping[str, Any],
@@ -205,6 +268,8 @@ class SweepSearch(OptunaSearch):
             partial = (result or {}).get("val_mIoU")
             if partial is not None and math.isfinite(float(partial)):
                 ot_trial.set_user_attr("topnas.partial_val_mIoU", float(partial))
+            if (result or {}).get("iteration") is not None:
+                ot_trial.set_user_attr("topnas.rung", int(result["iteration"]))
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -235,8 +300,7 @@ class SweepSearch(OptunaSearch):
             if ft.number in live:
                 continue
             if ft.user_attrs.get(STATUS_ATTR) == "infeasible" and "topnas.latency_ms" in ft.user_attrs:
-                self._ot_study.tell(ft.number, [INFEASIBLE_MIOU, float(ft.user_attrs["topnas.latency_ms"])],
-                                    state=TrialState.COMPLETE, skip_if_finished=True)
+                tell_infeasible(self._ot_study, ft.number, ft.user_attrs["topnas.latency_ms"], self._cfg.sampler)
                 self._record_stale_infeasible(ft)
             else:  # its status attribute follows, so Optuna never shows a FAIL trial as "running"
                 launched = "topnas.ray_trial_id" in ft.user_attrs

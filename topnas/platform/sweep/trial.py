@@ -78,6 +78,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         raise RuntimeError(f"trial {trial_id}: point builds {variant.id}, the searcher proposed {meta['variant_id']}")
     extra = {"variant_id": variant.id, **{k: meta[k] for k in ("latency_ms", "latency_lo", "latency_hi")}}
     tracker = SweepTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, cfg.name)
+    if cfg.replay is not None:  # read the benchmark table instead of training (replay.py)
+        from topnas.platform.sweep.replay import run_replay_trial
+
+        run_replay_trial(trial_id, cfg, meta, point, variant, extra, tracker, ctx.predictor_id)
+        return
 
     existing = tracker.child_of_trial(trial_id)
     replay = _recorded_result(tracker, existing, cfg.proxy.iterations) if existing is not None else None
