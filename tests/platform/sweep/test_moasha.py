@@ -115,3 +115,24 @@ def test_bad_scheduler_sections_name_the_field(tmp_path, test_predictor, change,
     assert info.value.field == field, str(info.value)
     if field == "scheduler.name" and "hyperband" in str(info.value):
         assert all(name in str(info.value) for name in ("fifo", "asha", "moasha"))
+
+
+def test_pareto_show_rung(tmp_path, capsys):
+    from topnas.platform.cli import main
+    from topnas.platform.sweep import Ledger, TrialRecord
+    from topnas.platform.sweep.records import SweepState
+
+    sched = _scheduler(tmp_path, {"val_mIoU": "max"})  # ASHA stops 'fast' although it is on the rung's front
+    for tid, m, ms in RUNG:
+        sched.on_trial_result(None, T(tid), {"iteration": 10, "val_mIoU": m, "latency_ms": ms,
+                                             "variant_id": f"tf-{tid}"})
+    Ledger(tmp_path).append(TrialRecord(trial_id="fast", variant_id="tf-fast", status="early_stopped",
+                                        val_mIoU=0.10, iteration=10, latency_ms=10.0, rung=10,
+                                        rung_front=["slow_a", "slow_b", "slow_c", "fast"]))
+    SweepState("s", "parent", "1", "sqlite:///x", REF, "p").save(tmp_path)
+    assert main(["pareto", "show", str(tmp_path), "--rung", "10", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "rung 10: 4 trials reached it, 4 on its front" in out and "1 continued, 3 stopped" in out
+    assert "stop/early_stopped" in out and out.index("tf-fast") < out.index("tf-slow_a")  # fastest first
+    assert main(["pareto", "show", str(tmp_path), "--rung", "20"]) == 2
+    assert "--rung: got 20; allowed: [10]" in capsys.readouterr().err

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="latency_ms: fastest first (default); val_mIoU: most accurate first")
     s.add_argument("--all", action="store_true", help="every finished trial, not only the front")
     s.add_argument("--storage", help="sweeps folder (default: <runs>/sweeps)")
+    s.add_argument("--rung", type=int, metavar="K",
+                   help="the front at rung K (iteration) of an asha/moasha sweep: every trial's mIoU there")
     s.set_defaults(func=_show)
 
 
@@ -24,8 +26,10 @@ def _show(args: argparse.Namespace) -> int:
     from topnas.platform.sweep.records import SweepState, load_trials, resolve_sweep_dir
 
     folder = resolve_sweep_dir(args.sweep, args.storage)
-    df = load_trials(folder)
     state = SweepState.load(folder)
+    if args.rung is not None:
+        return _show_rung(folder, state, args)
+    df = load_trials(folder)
     if df.empty:
         print(f"sweep {state.name}: no finished trial yet ({folder})")
         return 0
@@ -35,4 +39,16 @@ def _show(args: argparse.Namespace) -> int:
           f"hypervolume {hv:.4g}")
     print(front_table(df, args.sort, front_only=not args.all))
     print(f"MLflow parent run {state.parent_run_id} at {state.tracking_uri}")
+    return 0
+
+
+def _show_rung(folder, state, args: argparse.Namespace) -> int:
+    from topnas.platform.pareto_plots import front_table
+    from topnas.platform.sweep.moasha import rung_frame
+
+    df = rung_frame(folder, args.rung)
+    stopped = int(df["status"].str.startswith("stop").sum())
+    print(f"sweep {state.name}, rung {args.rung}: {len(df)} trials reached it, {int(df['pareto'].sum())} on its "
+          f"front (mIoU at iteration {args.rung}); {len(df) - stopped} continued, {stopped} stopped")
+    print(front_table(df, args.sort, front_only=not args.all))
     return 0

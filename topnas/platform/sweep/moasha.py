@@ -41,7 +41,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from topnas.platform import pareto as P
 
 __all__ = ["RUNG_FILE", "RungEntry", "RungLog", "RungScheduler", "rank_rung", "record_stop", "rung_decision",
-           "rung_front", "stop_info"]
+           "rung_frame", "rung_front", "stop_info"]
 
 RUNG_FILE = "rungs.jsonl"
 MO_OBJECTIVES: dict[str, str] = {"val_mIoU": "max", "latency_ms": "min"}
@@ -230,3 +230,36 @@ def record_stop(sweep_dir: str | os.PathLike[str], trial_id: str, tracker: Any, 
     tracker.client.set_tag(run_id, "topnas.rung", str(rung))
     tracker.client.set_tag(run_id, "topnas.rung_front", ",".join(front)[:5000])
     return {"rung": rung, "rung_front": front}
+
+
+def rung_frame(sweep_dir: str | os.PathLike[str], rung: int):
+    """Every trial that reached ``rung`` (its mIoU there), ``pareto`` = on the rung's front.
+
+    Columns follow :mod:`topnas.platform.pareto_plots` (``front_table`` prints it); ``status`` is
+    the rung decision and, after a slash, the trial's final status from the ledger.
+    """
+    import pandas as pd
+
+    from topnas.errors import ConfigError
+    from topnas.platform.pareto_plots import COLUMNS
+    from topnas.platform.sweep.records import Ledger
+
+    entries = RungLog(sweep_dir).entries()
+    rungs = sorted({e.rung for e in entries})
+    if rung not in rungs:
+        raise ConfigError("--rung", rung, rungs or "a rung some trial reached (none yet: no rung scheduler ran)")
+    records = {r.trial_id: r for r in Ledger(sweep_dir).records()}
+    front = {e.trial_id for e in rung_front(entries, rung)}
+    rows = []
+    for e in (e for e in entries if e.rung == rung):
+        rec = records.get(e.trial_id)
+        rows.append({
+            "trial_id": e.trial_id, "variant_id": e.variant_id or (rec.variant_id if rec else ""),
+            "status": f"{e.decision}/{rec.status if rec else 'running'}", "val_mIoU": e.val_mIoU,
+            "latency_ms": e.latency_ms, "latency_lo": rec.latency_lo if rec else None,
+            "latency_hi": rec.latency_hi if rec else None, "params": rec.params if rec else None,
+            "macs": rec.macs if rec else None, "run_id": rec.run_id if rec else "",
+            "preset": rec.preset if rec else "", "config": "", "pareto": e.trial_id in front,
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"latency_lo": float, "latency_hi": float,
+                                                             "params": float, "macs": float})
