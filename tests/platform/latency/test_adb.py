@@ -104,7 +104,7 @@ def phone(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     adb = bin_dir / "adb"
-    adb.write_text(f"#!{sys.executable}\n" + FAKE_ADB)
+    adb.write_text(f"#!{sys.executable} -S\n" + FAKE_ADB)
     adb.chmod(adb.stat().st_mode | stat.S_IEXEC)
     state = tmp_path / "state"
     state.mkdir()

@@ -106,13 +106,13 @@ def test_round_trip_with_a_real_binary(phone, ort_bench, exported, tmp_path):
 
 def test_cli_measure_over_the_standin(phone, ort_bench, exported, tmp_path, capsys):
     v, model_dir, _ = exported
-    cfg = {"adb": {"runtime": "ort", "benchmark_binary": str(ort_bench.binary),
+    cfg = {"adb": {"benchmark_binary": str(ort_bench.binary),  # runtime: given on the command line
                    "libraries": [str(ort_bench.library)], "runs": 5, "retry_delay_s": 0.0}}
     (tmp_path / "adb.yaml").write_text(yaml.safe_dump(cfg))
     vfile = v.save(tmp_path / "v.yaml")
     rc = main(["latency", "measure", "--variants", str(vfile), "--device", "adb", "--adb-config",
-               str(tmp_path / "adb.yaml"), "--adb-serial", SERIAL, "--out", str(tmp_path / "c.csv"),
-               "--model-dir", str(model_dir)])
+               str(tmp_path / "adb.yaml"), "--adb-serial", SERIAL, "--adb-runtime", "ort", "--out",
+               str(tmp_path / "c.csv"), "--model-dir", str(model_dir)])
     assert rc == 0 and "wrote 1 rows" in capsys.readouterr().out
     row = read_calibration(tmp_path / "c.csv").iloc[0]
     assert row["runtime_version"] == onnxruntime.__version__ and row["n_runs"] == 5

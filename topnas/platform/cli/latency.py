@@ -44,8 +44,9 @@ def _measure(args: argparse.Namespace) -> int:
     else:
         from topnas.platform.latency.adb import AdbConfig, measure_adb
 
-        base = AdbConfig.from_yaml(args.adb_config).__dict__ if args.adb_config else {}
-        overrides = {k: v for k, v in {"serial": args.adb_serial, "core": args.core, "runs": args.runs,
+        base = AdbConfig.yaml_section(args.adb_config) if args.adb_config else {}
+        overrides = {k: v for k, v in {"serial": args.adb_serial, "runtime": args.adb_runtime, "core": args.core,
+                                       "runs": args.runs,
                                        "warmup": args.warmup}.items() if v is not None}
         if not args.adb_config and "benchmark_binary" not in base:
             raise ConfigError("--adb-config", None, "a YAML file with an `adb:` section (benchmark_binary, ...)")
@@ -228,6 +229,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-presets", action="store_true", help="do not add the presets and the space's corners")
     s.add_argument("--device", choices=("local", "adb"), required=True)
     s.add_argument("--adb-serial", default=None, help="device serial (adb -s)")
+    s.add_argument("--adb-runtime", default=None, choices=("tnn", "onnxruntime", "ort", "tflite"),
+                   help="override adb.runtime of --adb-config")
     s.add_argument("--adb-config", default=None, help="YAML with an `adb:` section (see topnas.platform.latency.adb)")
     s.add_argument("--out", required=True, help="calibration CSV (appended; a rerun resumes)")
     s.add_argument("--runs", type=int, default=None, help="timed runs per pass (default 20)")

@@ -139,13 +139,24 @@ class AdbConfig:
         return cls(**dict(data))
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> "AdbConfig":
+    def yaml_section(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The raw ``adb:`` section of a YAML file (keys checked, values not yet validated), so
+        command-line overrides can be merged before validation."""
         import yaml
 
         p = Path(path)
         if not p.is_file():
             raise ConfigError("adb config", str(path), "an existing YAML file")
-        return cls.from_dict(yaml.safe_load(p.read_text()) or {})
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError("adb config", str(path), "a YAML mapping with an `adb:` section")
+        data = data["adb"] if isinstance(data.get("adb"), Mapping) else data
+        check_keys("adb", data, [f.name for f in dataclasses.fields(cls)])
+        return dict(data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> "AdbConfig":
+        return cls.from_dict(cls.yaml_section(path))
 
 
 @dataclass
