@@ -224,8 +224,10 @@ def test_promoted_yaml_is_variant_plus_official_recipe(record, tmp_path, trial, 
     assert cfg.data.crop_size == (512, 512) and cfg.data.img_scale == (2048, 512)
     assert cfg.data.samples_per_gpu == 2 and cfg.scaling.num_workers == 8 and cfg.total_batch_size == 16
     assert cfg.model.num_classes == 150
-    # the ImageNet checkpoint is kept only for a variant that IS its preset
-    assert (cfg.model.pretrained is not None) == (sel.variant.preset == size)
+    # every promoted variant starts from its size class's ImageNet checkpoint, sliced to fit
+    assert cfg.model.init == "imagenet_nearest"
+    assert Path(cfg.model.pretrained).name == {"tiny": "topformer-T-224-66.2.pth", "small": "topformer-S-224-72.3.pth",
+                                               "base": "topformer-B-224-75.3.pth"}[size]
 
 
 def test_promoted_yaml_of_a_448_variant_uses_the_448_crop(record, tmp_path):
@@ -254,6 +256,7 @@ def test_scale_down_keeps_the_recipe(record, tmp_path):
     assert cfg.data.fixture is not None and cfg.model.num_classes == cfg.data.fixture.classes
     assert cfg.scaling.use_gpu is False and cfg.data.crop_size != (512, 512)
     assert cfg.variant.model.replace(num_classes=150) == big.variant.model
+    assert (cfg.model.init, cfg.model.pretrained) == ("scratch", None)  # the fixture has no checkpoint
 
 
 # ----------------------------------------------------------------------------- registry

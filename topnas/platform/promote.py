@@ -524,8 +524,11 @@ def build_experiment(
     Every section except ``model``, ``name`` and ``tracking.experiment`` is the composed official
     file (``experiments/topformer_<size>_512x512_160k_ade20k.yaml`` with its ``_base_`` files), so
     the lr rule comes with it (tiny 3e-4, small/base 1.2e-4). A variant at another input size gets
-    the crop and scales of that size (as the official 448x448 config). The ImageNet checkpoint is
-    kept only for a variant that IS the preset (a searched backbone would not load it).
+    the crop and scales of that size (as the official 448x448 config). The backbone starts from the
+    size class's official ImageNet checkpoint (``model.pretrained`` of the recipe) with
+    ``model.init: imagenet_nearest``: a searched variant inherits sliced weights from it (leading
+    channels, first blocks of a stage, leading heads), a preset loads it whole, so the 160k result
+    compares with the official TopFormer-T/S/B.
     """
     from topnas.platform.train.config import compose_yaml
 
@@ -539,9 +542,10 @@ def build_experiment(
     # model.num_classes / model.norm of the training config govern; the inline copy agrees with them
     inline["model"] = {k: v for k, v in inline["model"].items() if k != "norm"}
     inline["model"]["num_classes"] = num_classes
-    model.update({"preset": None, "variant": inline, "num_classes": num_classes})
-    if not (size.exact_preset and variant.preset == size.name):
-        model["pretrained"] = None
+    model.update({"preset": None, "variant": inline, "num_classes": num_classes, "init": "imagenet_nearest"})
+    if not model.get("pretrained"):
+        raise ConfigError(f"{recipe_path(size.name).name}:model.pretrained", None,
+                          "the official ImageNet checkpoint of the recipe")
     data = dict(raw.get("data") or {})
     h, w = variant.input_size
     if (h, w) != tuple(data.get("crop_size", (512, 512))):
@@ -629,7 +633,8 @@ def scale_down_experiment(
     (``data``: root, fixture, crop and scales, batch), ``model.num_classes`` / ``norm``, the workers
     (``scaling``), the intervals (``runtime``) and ``schedule.max_iters`` (or ``max_iters``); the
     warm-up keeps its share of the run (1500 of 160k). lr, betas, weight decay, head lr x10 and the
-    poly decay stay the official ones. The result ``_base_``-s the promoted file.
+    poly decay stay the official ones. ``model.pretrained`` / ``model.init`` come from the fixture
+    file (no checkpoint there: ``init: scratch``). The result ``_base_``-s the promoted file.
     """
     from topnas.platform.train.config import compose_yaml
 
@@ -650,7 +655,10 @@ def scale_down_experiment(
         "_base_": [promoted_yaml.name],
         "name": promoted_yaml.stem.replace("_160k_ade20k", "") + f"_{iters}it_fixture",
         "model": {"num_classes": int(small_model.get("num_classes", 5)),
-                  "norm": small_model.get("norm", "BN"), "pretrained": small_model.get("pretrained")},
+                  "norm": small_model.get("norm", "BN"), "pretrained": small_model.get("pretrained"),
+                  # the fixture's own choice; without a checkpoint it trains from scratch, and says so
+                  "init": small_model.get("init") or ("imagenet_nearest" if small_model.get("pretrained")
+                                                      else "scratch")},
         "data": small.get("data") or {},
         "schedule": {"max_iters": iters, "warmup_iters": min(warmup, iters)},
         "runtime": {"log_interval": min(int(runtime.get("log_interval", 20)), iters),

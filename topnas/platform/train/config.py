@@ -216,6 +216,11 @@ class ModelConfig(_Section):
     ``num_classes`` overrides the variant's. ``norm: auto`` = SyncBN on GPU workers, BN on CPU.
     ``input_size`` is the deployment size (ONNX export, variant id); default: the variant's own, for
     presets the training crop size. ``pretrained``: ImageNet checkpoint for the backbone (spec 2.3).
+    ``init`` says how it is used: ``auto`` loads it key by key (the official recipe: tensors whose
+    name and shape match), ``imagenet_nearest`` slices it into a searched variant (leading channels,
+    first blocks of a stage, leading heads; :mod:`topnas.topformer.inherit`; ``pretrained`` may then
+    be a folder holding the three official files, and the one of the nearest preset is used),
+    ``scratch`` ignores it.
     """
 
     preset: str | None = "tiny"
@@ -224,6 +229,7 @@ class ModelConfig(_Section):
     norm: Literal["auto", "BN", "SyncBN"] = "auto"
     input_size: tuple[int, int] | None = None
     pretrained: str | None = None
+    init: Literal["auto", "imagenet_nearest", "scratch"] = "auto"
 
     def __post_init__(self) -> None:
         from topnas.search_spaces import Variant
@@ -245,6 +251,15 @@ class ModelConfig(_Section):
             inline = {k: v for k, v in self.variant.items() if k != "id"}  # id changes with num_classes
             object.__setattr__(self, "variant", _plain(inline))
         object.__setattr__(self, "pretrained", resolve_path(self.pretrained))
+        if self.init == "imagenet_nearest" and self.pretrained is None:
+            from topnas.topformer.inherit import OBTAIN_HINT
+
+            raise ConfigError("pretrained", None, "an official ImageNet checkpoint file, or a folder holding them",
+                              hint=f"model.init is imagenet_nearest; {OBTAIN_HINT}")
+
+    def init_source(self) -> str | None:
+        """The checkpoint training starts from (None: from scratch)."""
+        return None if self.init == "scratch" else self.pretrained
 
     def build_variant(self, crop_size: tuple[int, int]):
         from topnas.search_spaces import Variant

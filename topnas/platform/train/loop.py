@@ -268,7 +268,14 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
     _seed(rt.seed)
     variant, norm = cfg.variant, cfg.resolved_norm()
     model = variant.build(norm="BN")
-    if cfg.model.pretrained:
+    init_report = None
+    if cfg.model.init_source() and cfg.model.init == "imagenet_nearest":
+        from topnas.topformer.inherit import inherit_from_checkpoint
+
+        init_report = inherit_from_checkpoint(model, variant.model, cfg.model.pretrained)
+        if rank == 0:
+            _say(f"[train] {init_report.summary()}")
+    elif cfg.model.init_source():
         from topnas.topformer.checkpoint import load_checkpoint
 
         report = load_checkpoint(model, cfg.model.pretrained, verbose=False)
@@ -310,7 +317,12 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
 
         logger = RankZeroLogger(job.tracking_uri, job.mlflow_run_id)
         dev_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
-        logger.tags({"topnas.device": f"{device.type}:{dev_name}" if use_cuda else "cpu", "topnas.norm": norm})
+        logger.tags({"topnas.device": f"{device.type}:{dev_name}" if use_cuda else "cpu", "topnas.norm": norm,
+                     "topnas.init": cfg.model.init if cfg.model.init_source() else "scratch"})
+        if init_report is not None:  # per tensor: inherited / sliced / partial / fresh
+            logger.tags({f"topnas.init_{k}": v for k, v in init_report.counts().items()})
+            with tempfile.TemporaryDirectory() as tmp:
+                logger.artifact(init_report.save(Path(tmp) / "imagenet_inherit.json"), "init")
 
     images_per_iter = cfg.data.samples_per_gpu * world
     it = start_iter

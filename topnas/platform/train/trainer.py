@@ -120,6 +120,23 @@ def prepare_fixture(cfg: TrainConfig) -> Path | None:
     return target
 
 
+def _check_init_checkpoint(cfg: TrainConfig) -> None:
+    """The checkpoint ``model.init`` needs exists (a missing ImageNet file says how to get it)."""
+    from topnas.topformer.inherit import OBTAIN_HINT, resolve_imagenet_checkpoint
+
+    source = cfg.model.init_source()
+    if not source:
+        return
+    if cfg.model.init == "imagenet_nearest":
+        path, _ = resolve_imagenet_checkpoint(source, cfg.variant.model)
+        if not path.is_file():
+            raise ConfigError("model.pretrained", str(path), "an official ImageNet checkpoint file",
+                              hint=f"model.init imagenet_nearest needs it; {OBTAIN_HINT}")
+    elif not Path(source).is_file():
+        raise ConfigError("model.pretrained", source, "an existing checkpoint file or null",
+                          hint=OBTAIN_HINT if "classification" in source else "")
+
+
 def check_ready(cfg: TrainConfig, *, local_cluster: bool | None = None) -> Any:
     """Everything checkable before Ray starts; raises ConfigError / DatasetError. Returns the DatasetInfo.
 
@@ -138,8 +155,7 @@ def check_ready(cfg: TrainConfig, *, local_cluster: bool | None = None) -> Any:
         raise ConfigError("data.samples_per_gpu", b, f"at most {-(-len(train) // w)}",
                           hint=f"{len(train)} training images in {info.root} cannot fill a batch on "
                                f"each of {w} workers")
-    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
-        raise ConfigError("model.pretrained", cfg.model.pretrained, "an existing checkpoint file or null")
+    _check_init_checkpoint(cfg)
     if local_cluster is None:
         import ray
 
