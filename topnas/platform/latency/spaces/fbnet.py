@@ -21,7 +21,7 @@ from topnas.platform.latency.kernels import (
     linear_kernel,
 )
 
-__all__ = ["NAME", "BLOCKS", "DEFAULT_INPUT", "parse", "kernels", "block_plan"]
+__all__ = ["NAME", "BLOCKS", "DEFAULT_INPUT", "parse", "kernels", "block_plan", "is_degenerate"]
 
 NAME = "fbnet"
 DEFAULT_INPUT = 32
@@ -44,6 +44,12 @@ def block_plan() -> list[tuple[int, int, int]]:
             plan.append((cin, c, s if i == 0 else 1))
             cin = c
     return plan
+
+
+def is_degenerate(arch: str) -> bool:
+    """Never: every FBNet network depends on its input (uniform space interface)."""
+    parse(arch)
+    return False
 
 
 @lru_cache(maxsize=32768)
@@ -81,8 +87,11 @@ def _block(name: str, x: tuple[int, ...], cout: int, stride: int) -> tuple[list[
 
 
 @lru_cache(maxsize=32768)
-def kernels(arch: str, input_hw: int = DEFAULT_INPUT) -> tuple[Kernel, ...]:
-    """The inference kernels of `arch` at a square input of side `input_hw`."""
+def kernels(arch: str, input_hw: int = DEFAULT_INPUT, prune_dead: bool = False) -> tuple[Kernel, ...]:
+    """The inference kernels of `arch` at a square input of side `input_hw`.
+
+    `prune_dead` is accepted for a uniform space interface; an FBNet network has no dead code.
+    """
     names = parse(arch)
     stem = conv_kernel((1, 3, input_hw, input_hw), STEM_CHANNELS, 3, 1, 1, "relu")
     ks, x = [stem], stem.output

@@ -9,6 +9,14 @@ Inference graph conventions (BN folded into the preceding convolution): a ``nor_
 stand-alone ReLU on its input node followed by a convolution (the ReLU cannot be fused: the node
 also feeds other edges); ``avg_pool_3x3`` is stride 1, padding 1; ``skip_connect`` is free;
 ``none`` is an absent edge (no kernel); a node with k > 1 live inputs costs k - 1 additions.
+
+Two graph conventions exist among real runtimes, and the phone data tell them apart: with
+``prune_dead=True`` the edges into a node whose value never reaches the cell output are removed
+(dead-code elimination by the converter); with ``False`` every edge runs. Fitting each phone's data
+under both shows which one its pipeline used (``fewshot.choose_convention``). An architecture whose
+cell output does not depend on its input (:func:`is_degenerate`) computes a constant; runtimes
+differ in whether they fold it away (one phone reports ~0.003 ms for most of them, the others the
+full graph), so it is not a latency question and few-shot scoring leaves it out.
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from topnas.platform.latency.kernels import (
     pool_kernel,
 )
 
-__all__ = ["NAME", "OPS", "DEFAULT_INPUT", "parse", "kernels"]
+__all__ = ["NAME", "OPS", "DEFAULT_INPUT", "parse", "kernels", "is_degenerate"]
 
 NAME = "nb201"
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -59,13 +67,31 @@ def parse(arch: str) -> tuple[tuple[Edge, ...], ...]:
     return tuple(out)
 
 
-def _cell(nodes: tuple[tuple[Edge, ...], ...], c: int, hw: int) -> list[Kernel]:
+def _reaches_output(nodes: tuple[tuple[Edge, ...], ...]) -> list[bool]:
+    """Per node 0..3: does its value flow (through non-``none`` edges) into node 3?"""
+    reach = [False, False, False, True]
+    for i in (2, 1, 0):
+        reach[i] = any(op != "none" and src == i and reach[dst]
+                       for dst, edges in enumerate(nodes, start=1) for op, src in edges)
+    return reach
+
+
+def is_degenerate(arch: str) -> bool:
+    """True when the cell output does not depend on the cell input (a constant network)."""
+    live = [True]
+    for edges in parse(arch):
+        live.append(any(op != "none" and live[src] for op, src in edges))
+    return not live[3]
+
+
+def _cell(nodes: tuple[tuple[Edge, ...], ...], c: int, hw: int, prune_dead: bool) -> list[Kernel]:
     x = (1, c, hw, hw)
     ks: list[Kernel] = []
-    for edges in nodes:
+    reach = _reaches_output(nodes) if prune_dead else [True] * 4
+    for dst, edges in enumerate(nodes, start=1):
         live = 0
         for op, _src in edges:
-            if op == "none":
+            if op == "none" or not reach[dst]:
                 continue
             live += 1
             if op.startswith("nor_conv"):
@@ -89,8 +115,8 @@ def _reduction(c: int, hw: int) -> list[Kernel]:
 
 
 @lru_cache(maxsize=32768)
-def kernels(arch: str, input_hw: int = DEFAULT_INPUT) -> tuple[Kernel, ...]:
-    """The inference kernels of `arch` at a square input of side `input_hw`."""
+def kernels(arch: str, input_hw: int = DEFAULT_INPUT, prune_dead: bool = False) -> tuple[Kernel, ...]:
+    """The inference kernels of `arch` at a square input of side `input_hw` (see module docstring)."""
     nodes = parse(arch)
     hw = input_hw
     ks: list[Kernel] = [conv_kernel((1, 3, hw, hw), STAGE_CHANNELS[0], 3, 1, 1)]
@@ -99,7 +125,7 @@ def kernels(arch: str, input_hw: int = DEFAULT_INPUT) -> tuple[Kernel, ...]:
             ks += _reduction(STAGE_CHANNELS[s - 1], hw)
             hw = (hw + 1) // 2
         for _ in range(CELLS_PER_STAGE):
-            ks += _cell(nodes, c, hw)
+            ks += _cell(nodes, c, hw, prune_dead)
     x = (1, STAGE_CHANNELS[-1], hw, hw)
     ks += [eltwise_kernel("affine", x), eltwise_kernel("relu", x), global_pool_kernel(x),
            linear_kernel((1, STAGE_CHANNELS[-1]), NUM_CLASSES)]
