@@ -275,6 +275,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--all", action="store_true", help="list every kernel")
     s.set_defaults(func=_kernels)
 
+    from topnas.platform.cli.latency_transfer import register_verbs
+
+    register_verbs(lsub)
+
 
 def _measure_defaults(args: argparse.Namespace) -> int:
     if args.device == "local":
