@@ -318,7 +318,9 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         logger = RankZeroLogger(job.tracking_uri, job.mlflow_run_id)
         dev_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
         logger.tags({"topnas.device": f"{device.type}:{dev_name}" if use_cuda else "cpu", "topnas.norm": norm,
-                     "topnas.init": cfg.model.init if cfg.model.init_source() else "scratch"})
+                     "topnas.init": cfg.model.init if cfg.model.init_source() else "scratch",
+                     "topnas.dist_backend": (torch.distributed.get_backend() if torch.distributed.is_available()
+                                             and torch.distributed.is_initialized() else "none")})
         if init_report is not None:  # per tensor: inherited / sliced / partial / fresh
             logger.tags({f"topnas.init_{k}": v for k, v in init_report.counts().items()})
             with tempfile.TemporaryDirectory() as tmp:
