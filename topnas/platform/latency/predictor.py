@@ -179,6 +179,9 @@ class LatencyPredictor:
     fit_info: dict[str, Any] = field(default_factory=dict)
     transfer_info: dict[str, Any] | None = None
     created: str = ""
+    # group -> [min, max] share of the predicted time seen in calibration: a variant whose kernel
+    # MIX (not only its size) leaves what the calibration covered is flagged out of range
+    mix_ranges: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.groups = tuple(self.groups)
@@ -192,6 +195,8 @@ class LatencyPredictor:
         self._cache: dict[Any, list[float]] = {}
         self._lo = math.exp(self.interval["log_lo"])
         self._hi = math.exp(self.interval["log_hi"])
+        names = [g.name for g in self.groups]
+        self._mix_idx = [(names.index(g), g, lo, hi) for g, (lo, hi) in self.mix_ranges.items() if g in names]
 
     # ----------------------------------------------------------------- prediction
     def features(self, variant: Any) -> list[float]:
@@ -217,6 +222,11 @@ class LatencyPredictor:
         ms = self.intercept_ms + sum(c * f[i] for i, c in self._live)
         reasons = tuple(f"{n}={f[i]:.4g} outside [{lo:.4g}, {hi:.4g}]" for i, n, lo, hi in self._range_idx
                         if f[i] < lo * (1 - 1e-9) or f[i] > hi * (1 + 1e-9))
+        if self._mix_idx and ms > 0:
+            share = {g: sum(self.coef[gi * 3 + t] * f[gi * 3 + t] for t in range(3)) / ms
+                     for gi, g, _lo, _hi in self._mix_idx}
+            reasons += tuple(f"share of {g}={share[g]:.3f} outside [{lo:.3f}, {hi:.3f}]"
+                             for _gi, g, lo, hi in self._mix_idx if not lo - 1e-9 <= share[g] <= hi + 1e-9)
         return Prediction(ms, ms * self._lo, ms * self._hi, bool(reasons), reasons)
 
     def predict(self, variant: Any) -> Prediction:
@@ -410,6 +420,7 @@ class LatencyPredictor:
             "feature_range": self.ranges,
             "fit": self.fit_info,
             "transfer": self.transfer_info,
+            "mix_range": self.mix_ranges,
         }
 
     @classmethod
@@ -417,7 +428,7 @@ class LatencyPredictor:
         if not isinstance(d, Mapping) or d.get("schema") != SCHEMA:
             raise ConfigError("predictor.schema", d.get("schema") if isinstance(d, Mapping) else d, [SCHEMA])
         known = {"schema", "created", "device", "calibration", "features", "coefficients", "coefficient_units",
-                 "interval", "feature_range", "fit", "transfer"}
+                 "interval", "feature_range", "fit", "transfer", "mix_range"}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"predictor.{sorted(unknown)[0]}", "<unknown key>", sorted(known))
@@ -431,7 +442,7 @@ class LatencyPredictor:
         return cls(groups, flat, float(coefs["intercept_ms"]), dict(d["interval"]),
                    {k: list(v) for k, v in d["feature_range"].items()}, dict(d["device"]),
                    dict(d.get("calibration") or {}), dict(d.get("fit") or {}), d.get("transfer"),
-                   d.get("created", ""))
+                   d.get("created", ""), {k: list(v) for k, v in (d.get("mix_range") or {}).items()})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
