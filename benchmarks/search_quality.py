@@ -1,0 +1,296 @@
+"""Search quality on the replay task: hypervolume against consumed training iterations, per method.
+
+Methods (sampler + scheduler of a sweep): ``random`` (random search, every trial trained to the full
+budget), ``nsga2``, ``nsga2_asha`` (mIoU-only ASHA), ``nsga2_moasha`` (MO-ASHA), ``tpe`` and, unless
+``--quick``, ``gp``; ``--seeds`` sampler seeds each. Each run replays the benchmark table
+(``benchmarks/data/<t>.csv`` + ``<t>.variants.json``, see ``topnas/platform/sweep/replay.py``):
+a trial's ``val_mIoU`` at every evaluation comes from the table, latency from the predictor.
+
+Compute is counted in training iterations (a stopped trial costs the iterations it ran). The
+budget ``B`` is ``--budget-trials`` full trainings (default: a third of the table); random search
+runs exactly ``B``, every method runs until ``--cap x B`` or until the table is used up.
+
+Printed per method, against random search's final hypervolume ``HV_r`` (mean over its seeds):
+
+* ``compute_to_random_final``: fraction of ``B`` at which the method first reaches ``HV_r`` (mean
+  over seeds; a seed that never does within ``cap x B`` counts as ``cap``; ``never`` counts them);
+* ``hv_ratio_at_B``: its hypervolume at compute ``B`` / ``HV_r`` (equal compute);
+* ``true_front_dropped``: true-front variants (the front of every table variant at the full
+  budget) the method started and early-stopped (mean count);
+* ``true_front_found``: true-front variants it trained to the full budget within ``B``.
+
+The runs do NOT start Ray: a Ray Tune replay sweep of 8 trials took 80 s of Tune time plus Ray's
+start (measured on this 2-core machine, busy: ~3 min per sweep), far too slow for 50 sweeps. A thin
+in-process driver (:func:`simulate`) drives the sweep's own classes instead - ``SweepSearch`` (the
+OptunaSearch subclass, replay snapping included; in-memory Optuna storage), the
+``RungScheduler`` of ``make_scheduler`` (ASHA / MO-ASHA rung decisions and ``rungs.jsonl``), the
+``trial_status`` rule and the ledger - with ``--workers`` trials running at once on a clock that
+counts iterations.
+
+    python benchmarks/search_quality.py [--table benchmarks/data/<t>.csv] [--seeds 10] [--quick] [--json]
+    python benchmarks/search_quality.py --synthetic 48   # a made-up table (replay.write_synthetic_table)
+
+``--json`` prints one object: method -> {compute_to_random_final, true_front_dropped, ...}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS: dict[str, tuple[str, str]] = {  # name -> (sampler, scheduler)
+    "random": ("random", "fifo"),
+    "nsga2": ("nsga2", "fifo"),
+    "nsga2_asha": ("nsga2", "asha"),
+    "nsga2_moasha": ("nsga2", "moasha"),
+    "tpe": ("tpe", "fifo"),
+    "gp": ("gp", "fifo"),
+}
+QUICK_SKIP = ("gp",)  # seconds per proposal on 2 cores
+
+
+@dataclass
+class Run:
+    """One method, one seed: hypervolume after each completed trial, and what it stopped."""
+
+    events: list[tuple[float, float]] = field(default_factory=list)  # (consumed iterations, hypervolume)
+    stopped: set[str] = field(default_factory=set)  # variant ids early-stopped
+    completed: list[tuple[float, str]] = field(default_factory=list)  # (consumed, variant id)
+    consumed: float = 0.0
+    started: int = 0
+
+    def hv_at(self, compute: float) -> float:
+        return max([hv for c, hv in self.events if c <= compute], default=0.0)
+
+    def first_reach(self, target: float) -> float | None:
+        return next((c for c, hv in self.events if hv >= target - 1e-12), None)
+
+
+class _NoTracker:
+    """The benchmark has no latency budget, so the searcher never makes an MLflow run."""
+
+    def create_child(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no proposal is over a latency budget here")
+
+
+def sweep_config(table: Path, space: dict, method: str, seed: int, work: Path, iterations: int, every: int,
+                 predictor: str | None, population: int, reduction_factor: float):
+    from topnas.platform.sweep import SweepConfig
+
+    sampler, scheduler = METHODS[method]
+    options = {"population_size": population} if sampler == "nsga2" else {}
+    return SweepConfig.from_dict({
+        "name": f"{method}-{seed}", "search_space": space, "seed": seed,
+        "sampler": {"name": sampler, "options": options}, "num_samples": 100000, "max_concurrent": 2,
+        "latency": {"predictor": predictor},
+        "proxy": {"iterations": iterations, "eval_interval": every},
+        "scheduler": {"name": scheduler, "reduction_factor": reduction_factor} if scheduler != "fifo" else {},
+        "replay": {"table": str(table)}, "storage": str(work / method / str(seed)),
+    })
+
+
+def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int) -> Run:
+    """Drive the sweep's searcher and scheduler with replayed evaluations (see module docstring)."""
+    import optuna
+    from ray.tune.search import Searcher
+
+    from topnas.platform import pareto as P
+    from topnas.platform.sweep import records as R
+    from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.replay import eval_iterations, load_replay
+    from topnas.platform.sweep.scheduler import make_scheduler
+    from topnas.platform.sweep.searcher import META_KEY, SweepSearch
+
+    table = load_replay(cfg)
+    evals = eval_iterations(cfg.proxy.iterations, cfg.proxy.eval_interval)
+    searcher = SweepSearch(cfg, _NoTracker(), "replay", storage=optuna.storages.InMemoryStorage())
+    scheduler = make_scheduler(cfg, reference)
+    ledger = R.Ledger(cfg.sweep_dir)
+    run, running, points = Run(), {}, []
+    clock, done_iters, exhausted = 0.0, 0.0, False
+
+    def consumed(t: float) -> float:
+        return done_iters + sum(t - r["start"] for r in running.values())
+
+    while True:
+        while not exhausted and len(running) < workers and consumed(clock) < compute_cap:
+            tid = f"t{run.started:04d}"
+            config = searcher.suggest(tid)
+            if config is None or config == Searcher.FINISHED:
+                exhausted = True
+                break
+            meta = config[META_KEY]
+            running[tid] = {"vid": meta["variant_id"], "lat": meta["latency_ms"], "start": clock, "k": 0}
+            run.started += 1
+        if not running:
+            break
+        tid, r = min(running.items(), key=lambda kv: (kv[1]["start"] + evals[kv[1]["k"]], kv[0]))
+        clock = r["start"] + evals[r["k"]]
+        if consumed(clock) > compute_cap:
+            break
+        it = evals[r["k"]]
+        result = {"val_mIoU": table.curves[r["vid"]][it], "iteration": it, "latency_ms": r["lat"],
+                  "variant_id": r["vid"]}
+        decision = scheduler.decide(tid, result) if scheduler is not None else "continue"
+        if decision == "stop" or it >= cfg.proxy.iterations:
+            searcher.on_trial_complete(tid, result)
+            status, reason = R.trial_status(result, False, cfg.proxy.iterations)
+            ledger.append(R.TrialRecord(trial_id=tid, variant_id=r["vid"], status=status, reason=reason,
+                                        val_mIoU=result["val_mIoU"], iteration=it, latency_ms=r["lat"]))
+            done_iters += it
+            del running[tid]
+            if status == "completed":
+                points.append(P.ParetoPoint(tid, {"val_mIoU": result["val_mIoU"], "latency_ms": r["lat"]}))
+                run.events.append((consumed(clock), P.hypervolume(points, reference, OBJECTIVES)))
+                run.completed.append((consumed(clock), r["vid"]))
+            else:
+                run.stopped.add(r["vid"])
+        else:
+            r["k"] += 1
+    run.consumed = consumed(clock)
+    return run
+
+
+def true_front(cfg, reference: dict[str, float]) -> tuple[set[str], float, dict[str, float]]:
+    """Front of every table variant at the full budget, its hypervolume, and each variant's latency."""
+    from topnas.platform import pareto as P
+    from topnas.platform.sweep import estimates
+    from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.replay import load_replay
+
+    table = load_replay(cfg)
+    predictor = estimates.load_predictor(cfg.latency.predictor)
+    lat = {vid: estimates.predict(predictor, v).latency_ms for vid, v in table.variants.items()}
+    pts = [P.ParetoPoint(vid, {"val_mIoU": c[cfg.proxy.iterations], "latency_ms": lat[vid]})
+           for vid, c in table.curves.items()]
+    return {p.id for p in P.non_dominated(pts, OBJECTIVES)}, P.hypervolume(pts, reference, OBJECTIVES), lat
+
+
+def _table_layout(table: Path) -> tuple[dict, int, int]:
+    """The table's search space, full budget and evaluation step (uniform steps required)."""
+    from topnas.errors import ConfigError
+    from topnas.platform.sweep.replay import read_table, variants_path
+
+    curves, _ = read_table(table)
+    data = json.loads(variants_path(table).read_text())
+    if not isinstance(data.get("search_space"), dict):
+        raise ConfigError("--table", str(table), f"a {variants_path(table).name} holding `search_space`")
+    its = sorted(set.intersection(*(set(c) for c in curves.values())))
+    steps = {b - a for a, b in zip([0, *its], its)}
+    if len(steps) != 1:
+        raise ConfigError("--table", str(table), "evaluations every k iterations, shared by every variant",
+                          hint=f"common iterations {its[:8]}...")
+    return data["search_space"], its[-1], steps.pop()
+
+
+def _default_table() -> Path | None:
+    tables = sorted((ROOT / "benchmarks" / "data").glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    tables = [t for t in tables if t.with_name(t.stem + ".variants.json").is_file()]
+    return tables[-1] if tables else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", help="replay table CSV (default: the newest under benchmarks/data with variants)")
+    ap.add_argument("--synthetic", type=int, metavar="N", help="use a made-up table of N variants instead")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), help="default: all (--quick: all but gp)")
+    ap.add_argument("--budget-trials", type=int, help="B in full trainings (default: a third of the table)")
+    ap.add_argument("--cap", type=float, default=2.0, help="each method runs until cap x B (default 2)")
+    ap.add_argument("--workers", type=int, default=2, help="trials running at once (default 2)")
+    ap.add_argument("--population", type=int, default=8, help="NSGA-II population size (default 8)")
+    ap.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA / MO-ASHA eta (default 2)")
+    ap.add_argument("--predictor", help="latency predictor JSON (default: the shipped one)")
+    ap.add_argument("--quick", action="store_true", help="skip gp (seconds per proposal here)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="topnas_search_quality_"))
+    if args.synthetic:
+        from topnas.platform.sweep import estimates
+        from topnas.platform.sweep.replay import write_synthetic_table
+        from topnas.search_spaces import SearchSpace
+        from topnas.yamlio import read_yaml_mapping
+
+        demo = read_yaml_mapping(ROOT / "experiments" / "sweep_demo_fixture.yaml", "demo sweep")
+        table = write_synthetic_table(work / "synthetic.csv", SearchSpace.from_dict(demo["search_space"]),
+                                      estimates.load_predictor(args.predictor), args.synthetic, 600, 100)
+    else:
+        table = Path(args.table) if args.table else _default_table()
+        if table is None:
+            sys.exit("no replay table under benchmarks/data (give --table or --synthetic N)")
+    space, iterations, every = _table_layout(table)
+    methods = args.methods or [m for m in METHODS if not (args.quick and m in QUICK_SKIP)]
+    if "random" not in methods:
+        methods = ["random", *methods]
+    first = sweep_config(table, space, "random", 0, work, iterations, every, args.predictor, args.population,
+                         args.reduction_factor)
+    from topnas.platform.sweep.replay import load_replay
+
+    n_variants = len(load_replay(first).curves)
+    probe_ref = {"val_mIoU": 0.0, "latency_ms": 1.0}
+    _, _, lat = true_front(first, probe_ref)
+    reference = {"val_mIoU": 0.0, "latency_ms": 1.1 * max(lat.values())}
+    front, front_hv, _ = true_front(first, reference)
+    budget = float((args.budget_trials or max(2, n_variants // 3)) * iterations)
+    runs: dict[str, list[Run]] = {}
+    for method in methods:
+        cap = 1.0 if method == "random" else args.cap
+        runs[method] = [simulate(sweep_config(table, space, method, seed, work, iterations, every, args.predictor,
+                                              args.population, args.reduction_factor), reference, cap * budget,
+                                 args.workers) for seed in range(args.seeds)]
+    target = statistics.mean(r.hv_at(budget) for r in runs["random"])
+    out: dict[str, Any] = {}
+    for method, rs in runs.items():
+        reach = [r.first_reach(target) for r in rs]
+        fractions = [args.cap if c is None else c / budget for c in reach]
+        out[method] = {
+            "compute_to_random_final": round(statistics.mean(fractions), 3),
+            "never": sum(c is None for c in reach),
+            "hv_ratio_at_B": round(statistics.mean(r.hv_at(budget) for r in rs) / target, 3) if target else math.nan,
+            "true_front_dropped": round(statistics.mean(len(r.stopped & front) for r in rs), 2),
+            "true_front_found": round(statistics.mean(len({v for c, v in r.completed if c <= budget} & front)
+                                                      for r in rs), 2),
+            "trials_started": round(statistics.mean(r.started for r in rs), 1),
+        }
+    meta = {"table": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
+            "variants": n_variants, "iterations": iterations, "eval_interval": every, "seeds": args.seeds,
+            "budget_iterations": budget, "cap": args.cap, "workers": args.workers,
+            "true_front_size": len(front), "true_front_hv": round(front_hv, 4), "random_final_hv": round(target, 4),
+            "elapsed_s": round(time.perf_counter() - t0, 1)}
+    if args.json:
+        print(json.dumps({**out, "_meta": meta}))
+        return
+    print(f"replay table {meta['table']}: {n_variants} variants, {iterations} iterations (eval every {every}); "
+          f"true front {len(front)} variants, hypervolume {front_hv:.4g}")
+    print(f"budget B = {budget:g} iterations ({budget / iterations:g} full trainings), {args.seeds} seeds, "
+          f"{args.workers} workers; random search's final hypervolume {target:.4g}")
+    print(f"{'method':14s} {'compute_to_random_final':>24s} {'never':>6s} {'HV at B / random':>17s} "
+          f"{'front dropped':>14s} {'front found by B':>17s} {'trials':>7s}")
+    for method, o in out.items():
+        print(f"{method:14s} {o['compute_to_random_final']:24.3f} {o['never']:6d} {o['hv_ratio_at_B']:17.3f} "
+              f"{o['true_front_dropped']:14.2f} {o['true_front_found']:17.2f} {o['trials_started']:7.1f}")
+    print(f"({meta['elapsed_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
