@@ -1,0 +1,145 @@
+"""A replayed sweep with MO-ASHA through real Ray Tune: SIGKILLed mid-way, resumed, then read back.
+
+Trials read the synthetic table (no training; 0.5 s per evaluation so the kill lands mid-sweep).
+Checked: the ledger, rungs.jsonl, MLflow child statuses and rung tags, the Optuna states, and
+`topnas pareto show --rung`. Starts Ray twice (marked integration).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from topnas.platform.sweep import Ledger, SweepConfig
+from topnas.platform.sweep.moasha import RUNG_FILE, RungLog
+
+from .conftest import replay_sweep_dict, write_sweep_yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+NUM_SAMPLES = 8
+TIMEOUT_S = 900
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:] if path.exists() else "<no log>"
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory, test_predictor, replay_table):
+    root = tmp_path_factory.mktemp("replay_it")
+    data = replay_sweep_dict(root, test_predictor, replay_table, name="replay_kill", num_samples=NUM_SAMPLES,
+                             **{"replay.delay_s": 0.5})
+    cfg = SweepConfig.from_dict(data)
+    yaml_path = write_sweep_yaml(root / "replay_kill.yaml", data)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env["TOPNAS_HOME"] = str(root / "home")
+    cmd = [sys.executable, "-m", "topnas", "sweep"]
+    logs = root / "first.log", root / "resume.log"
+    with open(logs[0], "wb") as log:
+        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    ledger = Ledger(cfg.sweep_dir)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None and len(ledger.records()) < 2:
+            time.sleep(0.3)
+        assert proc.poll() is None, f"the sweep ended before it could be killed:\n{_tail(logs[0])}"
+        assert len(ledger.records()) >= 2, _tail(logs[0])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the local Ray the driver started
+        except ProcessLookupError:
+            pass
+    before = {r.trial_id: r for r in ledger.records()}
+    rungs_before = len(RungLog(cfg.sweep_dir).entries())
+    with open(logs[1], "wb") as log:
+        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = resumed.wait(timeout=TIMEOUT_S)
+        finally:
+            try:
+                os.killpg(resumed.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert rc == 0, _tail(logs[1])
+    return cfg, before, rungs_before, logs
+
+
+def test_ledger_and_rungs_after_kill_and_resume(replayed):
+    cfg, before, rungs_before, _ = replayed
+    records = Ledger(cfg.sweep_dir).records()
+    trained = [r for r in records if r.status in ("completed", "early_stopped")]
+    assert len(trained) == NUM_SAMPLES and len({r.trial_id for r in records}) == len(records)
+    for tid, rec in before.items():  # finished before the kill: kept as recorded
+        assert next(r for r in records if r.trial_id == tid).status == rec.status
+    entries = RungLog(cfg.sweep_dir).entries()
+    assert len(entries) > rungs_before  # the resumed driver kept deciding on the same rungs
+    raw = [json.loads(line) for line in (cfg.sweep_dir / RUNG_FILE).read_text().splitlines() if line.strip()]
+    decided: dict = {}
+    for e in raw:  # a rung re-reported after the resume never changes its decision
+        assert decided.setdefault((e["trial_id"], e["rung"]), e["decision"]) == e["decision"]
+    stops = [e for e in entries if e.decision == "stop"]
+    for e in stops:  # MO-ASHA never stops a trial on its rung's front
+        assert e.trial_id not in e.front and e.rung in cfg.scheduler.rungs
+    for r in records:
+        if r.status == "early_stopped":
+            stop = next(e for e in stops if e.trial_id == r.trial_id)
+            assert (r.rung, r.rung_front, r.iteration) == (stop.rung, stop.front, stop.rung)
+        elif r.status == "completed":
+            assert r.iteration == cfg.proxy.iterations and r.rung is None
+    assert any(r.status == "early_stopped" for r in records), "eta 2 on 8 trials stops some"
+
+
+def test_mlflow_children_carry_status_and_rung(replayed):
+    from topnas.platform.sweep.records import SweepState
+    from topnas.platform.sweep.tracker import SweepTracker
+
+    cfg, *_ = replayed
+    state = SweepState.load(cfg.sweep_dir)
+    tracker = SweepTracker(state.tracking_uri, state.experiment_id, state.parent_run_id, cfg.name)
+    children = {run.data.tags["topnas.trial_id"]: run for run in tracker.children()}
+    records = Ledger(cfg.sweep_dir).records()
+    assert set(children) == {r.trial_id for r in records}  # one child run per trial, none duplicated
+    for r in records:
+        run = children[r.trial_id]
+        assert run.data.tags["topnas.status"] == r.status and run.data.tags.get("topnas.replay") == "true"
+        assert run.info.status == {"completed": "FINISHED", "early_stopped": "KILLED"}[r.status]
+        steps = sorted({int(m.step) for m in tracker.client.get_metric_history(run.info.run_id, "val_mIoU")})
+        assert steps[-1] == r.iteration
+        if r.status == "early_stopped":
+            assert run.data.tags["topnas.rung"] == str(r.rung)
+            assert run.data.tags["topnas.rung_front"].split(",") == r.rung_front
+    parent = tracker.client.get_run(state.parent_run_id)
+    assert parent.data.tags["topnas.scheduler"] == "moasha" and parent.data.tags["topnas.status"] == "finished"
+
+
+def test_optuna_states_and_rung_front_cli(replayed, capsys):
+    from optuna.trial import TrialState
+
+    from topnas.platform.cli import main
+    from topnas.platform.sweep.searcher import open_study
+
+    cfg, *_ = replayed
+    by_number = {t.number: t for t in open_study(cfg).get_trials()}
+    assert not [t for t in by_number.values() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for r in Ledger(cfg.sweep_dir).records():
+        t = by_number[r.optuna_trial]
+        if r.status == "completed":
+            assert t.state == TrialState.COMPLETE and t.values == pytest.approx([r.val_mIoU, r.latency_ms])
+        else:  # NSGA-II never sees an under-trained mIoU as a measurement
+            assert t.state == TrialState.PRUNED and t.values is None
+            assert t.user_attrs["topnas.rung"] == r.rung and t.user_attrs["topnas.partial_val_mIoU"] == r.val_mIoU
+    assert main(["pareto", "show", str(cfg.sweep_dir), "--rung", str(cfg.scheduler.rungs[0]), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"rung {cfg.scheduler.rungs[0]}:" in out and "stop/early_stopped" in out
