@@ -29,7 +29,8 @@ def _variants(args: argparse.Namespace) -> list:
             return calibration_variants(space, n=args.n, seed=args.seed, presets=not args.no_presets,
                                         corners=not args.no_presets)
     if args.n:
-        raise ConfigError("--n", args.n, "only with a search-space YAML", hint="variant files are measured as given")
+        raise ConfigError("--num-samples", args.n, "only with a search-space YAML",
+                          hint="variant files are measured as given")
     return [Variant.load(p) for p in paths]
 
 
@@ -223,8 +224,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = lsub.add_parser("measure", help="measure variants locally (ONNX Runtime) or on a phone (adb)")
     s.add_argument("--variants", nargs="+", required=True,
-                   help="a search-space YAML (sampled with --n/--seed, presets and corners added) or variant files")
-    s.add_argument("--n", type=int, default=0, help="random variants to sample from a search space")
+                   help="a search-space YAML (sampled with -n/--seed, presets and corners added) or variant files")
+    s.add_argument("-n", "--num-samples", "--n", dest="n", type=int, default=0,
+                   help="random variants to sample from a search space (--n: old spelling)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-presets", action="store_true", help="do not add the presets and the space's corners")
     s.add_argument("--device", choices=("local", "adb"), required=True)

@@ -73,7 +73,7 @@ def register_verbs(lsub: argparse._SubParsersAction) -> None:
 
     s = lsub.add_parser("plan", help="pick variants to measure on your phone so they span the space's kernel mix")
     s.add_argument("--space-yaml", default="topnas/search_spaces/default.yaml", help="search-space YAML")
-    s.add_argument("--n", type=int, default=12, help="variants to pick")
+    s.add_argument("-n", "--num-samples", "--n", dest="n", type=int, default=12, help="variants to pick")
     s.add_argument("--pool", type=int, default=500, help="random candidates to choose from")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="runs/latency_plan", help="folder for the chosen variant YAML files")

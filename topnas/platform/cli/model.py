@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_summary)
     s = msub.add_parser("sample", help="write random variants of a search space as YAML files")
     s.add_argument("--space", help="search space YAML (default: the packaged default space)")
-    s.add_argument("-n", type=int, default=1)
+    s.add_argument("-n", "--num-samples", "--n", dest="n", type=int, default=1, help="how many variants")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=".", help="output folder")
     s.set_defaults(func=_sample)

@@ -40,9 +40,9 @@ def plan_variants(space: Any, n: int = 12, pool: int = 500, seed: int = 0, predi
     from topnas.platform.latency.predictor import packaged_predictor
 
     if n < 2:
-        raise ConfigError("--n", n, "an integer >= 2")
+        raise ConfigError("--num-samples", n, "an integer >= 2")
     if pool < n:
-        raise ConfigError("--pool", pool, f"an integer >= --n ({n})")
+        raise ConfigError("--pool", pool, f"an integer >= --num-samples ({n})")
     predictor = predictor or packaged_predictor()
     start = calibration_variants(space, n=0, presets=True, corners=False)[:n]
     rng = random.Random(seed)
