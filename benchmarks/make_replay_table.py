@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sweep", default=str(ROOT / "experiments" / "sweep_demo_fixture.yaml"),
                     help="sweep YAML: search space and proxy settings (default: the demo sweep)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="sweep-config override, e.g. latency.predictor=path.json (repeatable)")
     ap.add_argument("--variants", type=int, default=48, help="variants trained at the sweep seed")
     ap.add_argument("--noise-variants", type=int, default=6, help="of those, how many get extra seeds")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per noise variant (the sweep seed + the next ones)")
@@ -172,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     from topnas.platform.train.loop import LocalSession, TrainJob, run_loop
 
     every = args.iterations // args.rungs
-    cfg0 = load_sweep_config(args.sweep)
+    from topnas.platform.train.config import parse_override
+
+    sets = dict(parse_override(o) for o in args.set)
+    cfg0 = load_sweep_config(args.sweep, sets)
     space = cfg0.space
     out = Path(args.out).absolute()
     paths = table_paths(out, space.name)
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         log_file.flush()
 
     dataset = _ensure_fixture(cfg0, work)
-    cfg = load_sweep_config(args.sweep, {"proxy.dataset": dataset, "proxy.iterations": args.iterations,
+    cfg = load_sweep_config(args.sweep, {**sets, "proxy.dataset": dataset, "proxy.iterations": args.iterations,
                                          "proxy.eval_interval": every})
     variants = choose_variants(space, args.variants, args.sample_seed)
     predictor = load_predictor(cfg.latency.predictor)
