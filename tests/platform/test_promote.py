@@ -566,20 +566,38 @@ def test_finalize_prices_the_graph_not_the_config(sweep_env, promoted, monkeypat
 
 
 def test_finalize_prices_a_real_export(sweep_env, promoted, monkeypatch, tmp_path):
-    """The real reader on the real exporter's graph agrees with the config's kernels."""
-    reader = P.__dict__["_graph_kernels_reader"]
-    monkeypatch.undo()  # this test uses the package's own reader
-    if P._graph_kernels_reader() is None:
-        pytest.skip("topnas.platform.latency.kernels.onnx_kernels not in this checkout yet")
+    """The package's reader on a real export of a searched variant: the export's own kernels, priced.
+
+    A full run whose ONNX file is a real export of its variant gets the predictor's price of that
+    graph (equal to the config's kernels: the exporter and the kernel model agree).
+    """
+    from topnas.platform.latency.onnx_graph import onnx_kernels
     from topnas.platform.latency.predictor import packaged_predictor
     from topnas.topformer.export import export_onnx
 
-    assert reader is not None
-    variant = preset_variant("tiny", input_size=(256, 256))
-    path = export_onnx(variant.build(norm="BN"), tmp_path / "tiny.onnx", variant.input_size)
-    choice = P.PredictorChoice(packaged_predictor(), PREDICTOR_ID, "test")
-    got = P.price_onnx(choice, path)
-    assert got.ms == pytest.approx(packaged_predictor().predict(variant).ms, rel=0.02)
+    monkeypatch.undo()  # the package's own reader, not the fixture's stand-in
+    promo = promoted("m-real-export")
+    rid = _fake_full_run(sweep_env, promo, 0.5)
+    client = sweep_env["client"]
+    from topnas.platform.train.config import load_config
+
+    cfg = load_config(promo.train_yaml)
+    path = export_onnx(cfg.variant.build(norm="BN"), tmp_path / "onnx" / f"{cfg.variant.id}.onnx",
+                       cfg.variant.input_size)
+    client.log_artifact(rid, str(path), "onnx")  # the real export replaces the one-node stand-in
+    res = P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-real-export")
+    pred = packaged_predictor()
+    assert res.latency_ms == pytest.approx(pred.predict_kernels(onnx_kernels(path)).ms)
+    assert res.latency_ms == pytest.approx(pred.predict(cfg.variant).ms, rel=1e-6)
+
+
+def test_finalize_refuses_a_graph_without_kernels(sweep_env, promoted, monkeypatch):
+    """The fake run's one-node Identity graph holds no kernel: no price, rather than the intercept."""
+    monkeypatch.undo()
+    promo = promoted("m-empty-graph")
+    rid = _fake_full_run(sweep_env, promo, 0.5)
+    with pytest.raises(ConfigError, match="final latency.*no kernel"):
+        P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-empty-graph")
 
 
 # ----------------------------------------------------------------------------- accept compares like with like

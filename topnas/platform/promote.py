@@ -30,7 +30,6 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -1108,33 +1107,31 @@ def _onnx_input_hw(path: str) -> tuple[int, int] | None:
 
 
 def _graph_kernels_reader():
-    """The latency package's ONNX -> kernel list reader, or None in a checkout without it."""
-    from topnas.platform.latency import kernels as _kernels
+    """The latency package's ONNX graph -> kernel list reader (a seam: tests substitute it)."""
+    from topnas.platform.latency.onnx_graph import onnx_kernels
 
-    reader = getattr(_kernels, "onnx_kernels", None)
-    if reader is None:
-        with contextlib.suppress(ImportError):
-            from topnas.platform.latency import onnx_graph  # type: ignore[attr-defined]
-
-            reader = getattr(onnx_graph, "onnx_kernels", None)
-    return reader
+    return onnx_kernels
 
 
 def price_onnx(choice: PredictorChoice, onnx_path: str | os.PathLike[str], what: str = "") -> Any:
     """The predictor's :class:`Prediction` for the exported graph itself (its own kernels, not the config).
 
-    Refuses, rather than fall back to the config's prediction, when this checkout cannot read kernels
-    from an ONNX graph or the predictor cannot price one of its kernel types.
+    Refuses (``ConfigError``), rather than fall back to the config's prediction, when the graph
+    cannot be read into kernels or the predictor cannot price one of its kernel types.
     """
     reader = _graph_kernels_reader()
     if reader is None:
         raise ConfigError("final latency", what or str(onnx_path),
                           "the exported ONNX graph priced by the graph-generic predictor",
-                          hint="this checkout has no topnas.platform.latency.kernels.onnx_kernels (ONNX graph -> "
-                               "kernels); finalize will not report the config's prediction as the export's")
+                          hint="no ONNX graph -> kernels reader (topnas.platform.latency.onnx_graph.onnx_kernels); "
+                               "finalize will not report the config's prediction as the export's")
     if not hasattr(choice.predictor, "predict_kernels"):
         raise ConfigError("--predictor", choice.source, "a predictor that prices kernel lists (predict_kernels)")
-    return choice.predictor.predict_kernels(reader(os.fspath(onnx_path)))
+    kernels = list(reader(os.fspath(onnx_path)))
+    if not kernels:
+        raise ConfigError("final latency", what or str(onnx_path), "an exported TopFormer graph",
+                          hint="the ONNX graph holds no kernel to price")
+    return choice.predictor.predict_kernels(kernels)
 
 
 def run_setup(cfg: Any, predictor_id: str) -> dict[str, str]:
