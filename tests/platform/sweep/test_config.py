@@ -58,7 +58,7 @@ def test_demo_yaml_loads(tmp_path, monkeypatch, test_predictor):
     ({"proxy.iterations": 0}, "proxy.iterations"),
     ({"proxy.eval_interval": 50}, "proxy.eval_interval"),
     ({"proxy.crop_size": [16, 16]}, "proxy.crop_size[0]"),
-    ({"proxy.train": {"model": {"preset": "tiny"}}}, "proxy.train.model"),
+    ({"proxy.train": {"model": {"preset": "tiny"}}}, "proxy.train.model.preset"),
     ({"proxy.train": {"schedule": {"max_iters": 5}}}, "proxy.train.schedule.max_iters"),
     ({"proxy.train": {"optimizer": {"lr": -1.0}}}, "proxy (training config).optimizer.lr"),
     ({"proxy.fixture": {"classes": 7, "train": 8, "val": 2}}, "proxy.fixture.classes"),

@@ -33,7 +33,8 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
     storage: null                      # sweeps folder; default <runs>/sweeps
 
 ``proxy.train`` is a partial training config (the sections of
-:class:`topnas.platform.train.config.TrainConfig`); the sweep owns ``name``, ``model``,
+:class:`topnas.platform.train.config.TrainConfig`; ``model.init`` / ``model.pretrained`` start every
+trial from sliced ImageNet weights); the sweep owns ``name``, the rest of ``model``,
 ``schedule.max_iters``, ``data.root`` / ``crop_size`` / ``fixture`` / ``samples_per_gpu`` /
 ``val_max_samples``, ``runtime.eval_interval`` / ``checkpoint_interval`` / ``seed``, the worker
 fields of ``scaling`` and ``tracking``, and rejects them there. ``scaling.report_poll_s``
@@ -80,7 +81,8 @@ _TOP_KEYS = ("name", "search_space", "objectives", "seed", "sampler", "num_sampl
              "storage")
 # Sections of the training config the sweep sets itself (per trial, from `proxy`).
 _OWNED_TRAIN_KEYS = {
-    "name": None, "model": None, "tracking": None, "fault_injection": None,
+    "name": None, "tracking": None, "fault_injection": None,
+    "model": ("preset", "variant", "num_classes", "norm", "input_size"),  # init / pretrained: the user's
     "scaling": ("num_workers", "use_gpu", "cpus_per_worker", "max_failures", "storage_path", "ray_address"),
     "schedule": ("max_iters",), "data": ("root", "crop_size", "fixture", "samples_per_gpu", "val_max_samples"),
     "runtime": ("eval_interval", "checkpoint_interval", "seed"),
