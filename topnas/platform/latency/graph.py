@@ -4,7 +4,8 @@ A reader emits one :class:`Node` per runtime operation, with the ids of the valu
 writes; :meth:`KernelGraph.kernels` then applies what inference runtimes (ONNX Runtime, TFLite,
 TNN) do before running a network, and only where they can do it:
 
-* a BatchNorm that is the ONLY consumer of a convolution's output is folded into it (no kernel);
+* a BatchNorm that is the ONLY consumer of a convolution's output is folded into it (no kernel;
+  a BN right after a folded one folds too);
 * an activation that is the only consumer of a convolution's (folded) output is fused into it
   (``Kernel.act``); an activation anywhere else is an ``elementwise`` kernel.
 
@@ -78,7 +79,7 @@ class KernelGraph:
                 continue
             v = n.outputs[0]
             j = sole_consumer(v)
-            if j is not None and self.nodes[j].role == "norm":
+            while j is not None and self.nodes[j].role == "norm":  # a chain of BNs folds one after another
                 drop.add(j)
                 v = self.nodes[j].outputs[0]
                 j = sole_consumer(v)

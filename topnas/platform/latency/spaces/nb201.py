@@ -5,10 +5,15 @@ reduction block between stages; BN + ReLU, global average pool, linear to 100 cl
 four nodes; node i sums ``op(node j)`` over its incoming edges; the arch string lists the edges as
 ``|op~j|+|op~j|op~j|+|op~j|op~j|op~j|``.
 
-Inference graph conventions (BN folded into the preceding convolution): a ``nor_conv`` edge is a
-stand-alone ReLU on its input node followed by a convolution (the ReLU cannot be fused: the node
-also feeds other edges); ``avg_pool_3x3`` is stride 1, padding 1; ``skip_connect`` is free;
-``none`` is an absent edge (no kernel); a node with k > 1 live inputs costs k - 1 additions.
+Inference graph conventions: a ``nor_conv`` edge is a ReLU on its input node followed by a
+convolution; ``avg_pool_3x3`` is stride 1, padding 1; ``skip_connect`` is free; ``none`` is an
+absent edge (no kernel); a node with k > 1 live inputs costs k - 1 additions, a node with none
+(every incoming edge ``none``) is ``x * 0`` (one element-wise kernel, as the reference's Zero op).
+The list is built as a graph and passed through the same fusion pass as a traced or exported
+model (:class:`~topnas.platform.latency.graph.KernelGraph`): BN folds into its convolution, and a
+ReLU fuses into a convolution whose output it alone reads (the reduction block's inner ReLU, and
+cell nodes fed by one conv and read by one conv edge); a node read by several edges keeps its
+ReLUs as stand-alone kernels. ``spaces.nb201_model.build_model`` traced gives the same list.
 
 Two graph conventions exist among real runtimes, and the phone data tell them apart: with
 ``prune_dead=True`` the edges into a node whose value never reaches the cell output are removed
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from topnas.platform.latency.graph import KernelGraph
 from topnas.platform.latency.kernels import (
     Kernel,
     conv_kernel,
@@ -84,49 +90,73 @@ def is_degenerate(arch: str) -> bool:
     return not live[3]
 
 
-def _cell(nodes: tuple[tuple[Edge, ...], ...], c: int, hw: int, prune_dead: bool) -> list[Kernel]:
+def _cell(add: "_Add", nodes: tuple[tuple[Edge, ...], ...], v0: int, c: int, hw: int, reach: list[bool]) -> int:
+    """Adds one cell's operations to the graph; returns the value id of its output (node 3)."""
     x = (1, c, hw, hw)
-    ks: list[Kernel] = []
-    reach = _reaches_output(nodes) if prune_dead else [True] * 4
+    vals: list[int | None] = [v0]
     for dst, edges in enumerate(nodes, start=1):
-        live = 0
-        for op, _src in edges:
+        outs: list[int] = []
+        for op, src in edges:
             if op == "none" or not reach[dst]:
                 continue
-            live += 1
             if op.startswith("nor_conv"):
-                k = 3 if op.endswith("3x3") else 1
-                ks.append(eltwise_kernel("relu", x))
-                ks.append(conv_kernel(x, c, k, 1, 1))
+                r = add(eltwise_kernel("relu", x), [vals[src]], "act", "relu")
+                outs.append(add(conv_kernel(x, c, 3 if op.endswith("3x3") else 1, 1, 1), [r]))
             elif op == "avg_pool_3x3":
-                ks.append(pool_kernel(x, 3, 1, 1, "avg_pool2d"))
-        ks.extend(eltwise_kernel("add", x, x) for _ in range(live - 1))
-    return ks
+                outs.append(add(pool_kernel(x, 3, 1, 1, "avg_pool2d"), [vals[src]]))
+            else:  # skip_connect
+                outs.append(vals[src])  # type: ignore[arg-type]
+        if not outs:  # no live edge: zeros (x * 0) if anything reads this node, else nothing
+            vals.append(add(eltwise_kernel("mul", x), [vals[edges[0][1]]]) if reach[dst] else None)
+            continue
+        v = outs[0]
+        for o in outs[1:]:
+            v = add(eltwise_kernel("add", x, x), [v, o])
+        vals.append(v)
+    return vals[3]  # type: ignore[return-value]
 
 
-def _reduction(c: int, hw: int) -> list[Kernel]:
+def _reduction(add: "_Add", v: int, c: int, hw: int) -> int:
     """ResNet basic block, stride 2, C -> 2C; shortcut avg-pool 2x2 + conv 1x1."""
     x = (1, c, hw, hw)
     a = conv_kernel(x, 2 * c, 3, 2, 1)
     y = a.output
-    return [eltwise_kernel("relu", x), a, eltwise_kernel("relu", y), conv_kernel(y, 2 * c, 3, 1, 1),
-            pool_kernel(x, 2, 2, 0, "avg_pool2d"), conv_kernel((1, c, hw // 2, hw // 2), 2 * c, 1, 1, 1),
-            eltwise_kernel("add", y, y)]
+    va = add(a, [add(eltwise_kernel("relu", x), [v], "act", "relu")])
+    vb = add(conv_kernel(y, 2 * c, 3, 1, 1), [add(eltwise_kernel("relu", y), [va], "act", "relu")])
+    vd = add(conv_kernel((1, c, hw // 2, hw // 2), 2 * c, 1, 1, 1), [add(pool_kernel(x, 2, 2, 0, "avg_pool2d"), [v])])
+    return add(eltwise_kernel("add", y, y), [vd, vb])
+
+
+class _Add:
+    """Appends a node to a KernelGraph and returns its (new) output value id."""
+
+    def __init__(self, graph: KernelGraph) -> None:
+        self.graph = graph
+        self.n = 0
+
+    def __call__(self, kernel: Kernel, inputs: list, role: str = "kernel", act: str = "") -> int:
+        self.n += 1
+        self.graph.add(kernel, inputs, (self.n,), role, act)
+        return self.n
 
 
 @lru_cache(maxsize=32768)
 def kernels(arch: str, input_hw: int = DEFAULT_INPUT, prune_dead: bool = False) -> tuple[Kernel, ...]:
     """The inference kernels of `arch` at a square input of side `input_hw` (see module docstring)."""
     nodes = parse(arch)
+    reach = _reaches_output(nodes) if prune_dead else [True] * 4
+    graph = KernelGraph()
+    add = _Add(graph)
     hw = input_hw
-    ks: list[Kernel] = [conv_kernel((1, 3, hw, hw), STAGE_CHANNELS[0], 3, 1, 1)]
+    v = add(conv_kernel((1, 3, hw, hw), STAGE_CHANNELS[0], 3, 1, 1), [0])  # value 0 = the input image
     for s, c in enumerate(STAGE_CHANNELS):
         if s:
-            ks += _reduction(STAGE_CHANNELS[s - 1], hw)
+            v = _reduction(add, v, STAGE_CHANNELS[s - 1], hw)
             hw = (hw + 1) // 2
         for _ in range(CELLS_PER_STAGE):
-            ks += _cell(nodes, c, hw, prune_dead)
+            v = _cell(add, nodes, v, c, hw, reach)
     x = (1, STAGE_CHANNELS[-1], hw, hw)
-    ks += [eltwise_kernel("affine", x), eltwise_kernel("relu", x), global_pool_kernel(x),
-           linear_kernel((1, STAGE_CHANNELS[-1]), NUM_CLASSES)]
-    return tuple(ks)
+    v = add(eltwise_kernel("relu", x), [add(eltwise_kernel("affine", x), [v], "norm")], "act", "relu")
+    out = add(linear_kernel((1, STAGE_CHANNELS[-1]), NUM_CLASSES), [add(global_pool_kernel(x), [v])])
+    graph.outputs = {out}
+    return tuple(graph.kernels())
