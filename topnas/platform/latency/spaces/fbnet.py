@@ -21,7 +21,7 @@ from topnas.platform.latency.kernels import (
     linear_kernel,
 )
 
-__all__ = ["NAME", "BLOCKS", "DEFAULT_INPUT", "parse", "kernels", "block_plan", "is_degenerate"]
+__all__ = ["NAME", "BLOCKS", "DEFAULT_INPUT", "parse", "kernels", "build_model", "block_plan", "is_degenerate"]
 
 NAME = "fbnet"
 DEFAULT_INPUT = 32
@@ -101,3 +101,10 @@ def kernels(arch: str, input_hw: int = DEFAULT_INPUT, prune_dead: bool = False) 
     head = conv_kernel(x, HEAD_CHANNELS, 1, 1, 1, "relu")
     ks += [head, global_pool_kernel(head.output), linear_kernel((1, HEAD_CHANNELS), NUM_CLASSES)]
     return tuple(ks)
+
+
+def build_model(arch: str, num_classes: int = NUM_CLASSES):
+    """`arch` as a torch ``nn.Module`` (the reference network; imports torch, see :mod:`.fbnet_model`)."""
+    from topnas.platform.latency.spaces.fbnet_model import build_model as build
+
+    return build(arch, num_classes)

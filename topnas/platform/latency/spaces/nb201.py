@@ -37,7 +37,7 @@ from topnas.platform.latency.kernels import (
     pool_kernel,
 )
 
-__all__ = ["NAME", "OPS", "DEFAULT_INPUT", "parse", "kernels", "is_degenerate"]
+__all__ = ["NAME", "OPS", "DEFAULT_INPUT", "parse", "kernels", "build_model", "is_degenerate"]
 
 NAME = "nb201"
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -160,3 +160,10 @@ def kernels(arch: str, input_hw: int = DEFAULT_INPUT, prune_dead: bool = False) 
     out = add(linear_kernel((1, STAGE_CHANNELS[-1]), NUM_CLASSES), [add(global_pool_kernel(x), [v])])
     graph.outputs = {out}
     return tuple(graph.kernels())
+
+
+def build_model(arch: str, num_classes: int = NUM_CLASSES):
+    """`arch` as a torch ``nn.Module`` (the reference network; imports torch, see :mod:`.nb201_model`)."""
+    from topnas.platform.latency.spaces.nb201_model import build_model as build
+
+    return build(arch, num_classes)
