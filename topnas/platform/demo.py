@@ -98,6 +98,7 @@ def run_demo(
 
     with _environ(TOPNAS_HOME=str(out), MLFLOW_TRACKING_URI=uri, RAY_USAGE_STATS_ENABLED="0"):
         from topnas.platform.sweep import load_sweep_config, run_sweep
+        from topnas.platform.sweep.fidelity import fidelity_of
 
         # 1. fixture
         cfg = load_sweep_config(sweep_yaml, {"num_samples": int(trials)})
@@ -123,6 +124,11 @@ def run_demo(
             result = run_sweep(cfg, address=None, resume=resume, num_cpus=num_cpus)
             table_df = result.trials
             echo(f"   sweep done in {result.elapsed_s:.0f} s: {result.counts}, hypervolume {result.hypervolume:.4g}")
+
+        fidelity = fidelity_of(cfg)  # what the sweep logged on its parent run, from the same table
+        if fidelity is not None:
+            echo(f"   {fidelity.summary()}")
+            echo(f"   (measured on {Path(fidelity.table).name}: benchmarks/proxy_fidelity.py prints every rung)")
 
         # 3. front + MLflow UI
         from topnas.platform.pareto_plots import front_table

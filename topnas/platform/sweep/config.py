@@ -27,6 +27,8 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
       use_gpu: false
       max_failures: 0                  # Ray Train worker restarts inside a trial
       train: {}                        # any other TrainConfig section (optimizer, data, runtime...)
+      fidelity: null                   # replay table (relative to this YAML): seed noise vs spread at
+                                       # `iterations`, checked at load and logged on the parent run
     scheduler: {name: fifo, grace_period: null, reduction_factor: 2, rungs: null}   # fifo | asha | moasha
     replay: null                       # {table: benchmarks/data/<t>.csv}: read val_mIoU, do not train
     tracking: {uri: null, experiment: topnas-sweeps, registered_model: topformer-ade20k}
@@ -47,6 +49,7 @@ values before a single Ray process exists.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import os
@@ -178,6 +181,7 @@ class ProxyConfig:
     use_gpu: bool = False
     max_failures: int = 0
     train: dict[str, Any] = field(default_factory=dict)
+    fidelity: str | None = None  # a replay table: seed noise vs spread at this budget (sweep.fidelity)
 
     @property
     def evaluations(self) -> int:
@@ -190,7 +194,8 @@ class ProxyConfig:
         """``replay``: trials read a benchmark table, so no dataset is needed."""
         data = _mapping("proxy", data)
         keys = ("dataset", "iterations", "crop_size", "eval_interval", "samples_per_gpu", "val_max_samples",
-                "fixture", "workers_per_trial", "cpus_per_worker", "use_gpu", "max_failures", "train")
+                "fixture", "workers_per_trial", "cpus_per_worker", "use_gpu", "max_failures", "train",
+                "fidelity")
         check_keys("proxy", data, keys)
         if not data.get("dataset") and not replay:
             raise ConfigError("proxy.dataset", data.get("dataset", "<missing>"),
@@ -243,6 +248,7 @@ class ProxyConfig:
             cpus_per_worker=float(cpus),
             use_gpu=check_type("proxy.use_gpu", data.get("use_gpu", False), bool, "true or false"),
             max_failures=max_failures, train=copy.deepcopy(train),
+            fidelity=check_type("proxy.fidelity", data.get("fidelity"), (str, type(None)), "a replay-table CSV path"),
         )
 
 
@@ -409,6 +415,9 @@ class SweepConfig:
         latency = LatencyConfig.from_dict(data.get("latency"))
         replay = ReplayConfig.from_dict(data.get("replay"))
         proxy = ProxyConfig.from_dict(data.get("proxy"), replay=replay is not None)
+        if proxy.fidelity:  # relative to the YAML's folder (the demo's table lives beside experiments/)
+            base = Path(source).parent if source else Path.cwd()
+            proxy = dataclasses.replace(proxy, fidelity=str((base / os.path.expanduser(proxy.fidelity)).resolve()))
         storage = data.get("storage")
         if storage is not None:
             storage = _abs_path(check_type("storage", storage, str, "a folder path or null"))
@@ -456,7 +465,9 @@ class SweepConfig:
         else:
             self._check_training()
         from topnas.platform.sweep import estimates
+        from topnas.platform.sweep.fidelity import fidelity_of
 
+        fidelity_of(self)  # a table that does not fit this sweep: one error before Ray starts
         predictor = estimates.load_predictor(self.latency.predictor)
         if self.latency.budget_ms is not None:
             fastest = estimates.fastest_latency(predictor, self.space)
@@ -544,7 +555,8 @@ class SweepConfig:
                       "eval_interval": p.eval_interval, "samples_per_gpu": p.samples_per_gpu,
                       "val_max_samples": p.val_max_samples, "fixture": copy.deepcopy(p.fixture),
                       "workers_per_trial": p.workers_per_trial, "cpus_per_worker": p.cpus_per_worker,
-                      "use_gpu": p.use_gpu, "max_failures": p.max_failures, "train": copy.deepcopy(p.train)},
+                      "use_gpu": p.use_gpu, "max_failures": p.max_failures, "train": copy.deepcopy(p.train),
+                      "fidelity": p.fidelity},
             "scheduler": self.scheduler.to_dict(),
             "replay": self.replay.to_dict() if self.replay else None,
             "tracking": {"uri": self.tracking_uri, "experiment": self.experiment,

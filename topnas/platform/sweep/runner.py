@@ -37,6 +37,7 @@ from topnas.platform import tracking
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
+from topnas.platform.sweep.fidelity import fidelity_metrics, fidelity_of, fidelity_params
 from topnas.platform.envvars import env_default
 from topnas.platform.tracking import absolute_sqlite_uri
 
@@ -242,8 +243,17 @@ def _log_parent(cfg: SweepConfig, client: Any, run_id: str, info: dict[str, Any]
     })
     params.update(tracking.flatten_params({"predictor": {k: info[k] for k in ("id", "path", "schema", "created",
                                                                               "device", "interval")}}))
+    fidelity = fidelity_of(cfg)  # the proxy's measured seed noise vs spread, when the YAML names a table
+    if fidelity is not None:
+        params.update(fidelity_params(fidelity))
     tracking.log_params_batched(client, run_id, params)
     folder = cfg.sweep_dir
+    if fidelity is not None:
+        for key, value in fidelity_metrics(fidelity).items():
+            client.log_metric(run_id, key, value)
+        path = folder / "proxy_fidelity.json"
+        path.write_text(json.dumps(fidelity.to_dict(), indent=2) + "\n")
+        client.log_artifact(run_id, str(path), "config")
     client.log_artifact(run_id, str(folder / R.CONFIG_FILE), "config")
     client.log_artifact(run_id, str(folder / R.SPACE_FILE), "config")
     client.log_artifact(run_id, info["path"], "config")

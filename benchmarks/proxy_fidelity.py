@@ -1,0 +1,64 @@
+"""Is the proxy honest? Seed noise vs spread between variants, and Spearman against the longest budget.
+
+Reads a replay table (``benchmarks/make_replay_table.py``) and, for every rung, measures with
+:func:`topnas.platform.sweep.fidelity.measure_fidelity`: the seed noise (std over a variant's seeds,
+mean over the variants trained with several seeds), the spread (std of the per-variant means over
+all variants), their ratio (target >= 3 at the demo's proxy budget), the Spearman rank correlation
+against the longest rung, and how many variants tie at one mIoU. Writes the whole table and the
+proxy rung's numbers to a JSON file.
+
+    python benchmarks/proxy_fidelity.py                                  # the demo's table and proxy budget
+    python benchmarks/proxy_fidelity.py --table t.csv --rung 60 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEMO_YAML = ROOT / "experiments" / "sweep_demo_fixture.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--table", default=str(ROOT / "benchmarks" / "data" / "replay_fixture-small.csv"))
+    ap.add_argument("--rung", type=int, default=None,
+                    help="the proxy budget (iterations); default: proxy.iterations of the demo sweep YAML")
+    ap.add_argument("--json", default=None, help="output (default: <table dir>/proxy_fidelity_<table stem>.json)")
+    args = ap.parse_args(argv)
+
+    import yaml
+
+    from topnas.platform.sweep.fidelity import measure_fidelity
+    from topnas.platform.sweep.replay import read_table
+
+    rung = args.rung or int(yaml.safe_load(DEMO_YAML.read_text())["proxy"]["iterations"])
+    curves, _ = read_table(args.table)
+    longest = max(max(c) for c in curves.values())
+    finished = [c for c in curves.values() if longest in c]
+    rungs = sorted(set.intersection(*(set(c) for c in finished)))
+    rows = [measure_fidelity(args.table, r).to_dict() for r in rungs]
+    proxy = measure_fidelity(args.table, rung)
+    print(f"{Path(args.table).name}: {proxy.variants} finished variants, {proxy.noise_variants} with "
+          f"{proxy.seeds} seeds; longest rung {proxy.longest_rung}")
+    print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5}")
+    for r in rows:
+        mark = "  <- proxy" if r["proxy_rung"] == rung else ""
+        print(f"{r['proxy_rung']:>6} {r['mean_mIoU']:>7.4f} {r['spread']:>7.4f} {r['seed_noise']:>7.4f} "
+              f"{r['spread_to_noise']:>6.2f} {r['spearman']:>8.3f} {r['tied_at_mode']:>5}{mark}")
+    print(proxy.summary())
+    out = Path(args.json) if args.json else Path(args.table).with_name(f"proxy_fidelity_{Path(args.table).stem}.json")
+    table = dict(proxy.to_dict(), table=Path(args.table).name)
+    out.write_text(json.dumps({"proxy": table, "target_spread_to_noise": 3.0, "meets_target":
+                               bool(proxy.spread_to_noise >= 3.0), "rungs": [dict(r, table=Path(args.table).name)
+                                                                              for r in rows]}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

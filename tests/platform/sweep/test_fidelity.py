@@ -1,0 +1,152 @@
+"""Proxy fidelity: seed noise vs spread and Spearman from a replay table; config checks; the parent run's record."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from topnas.errors import ConfigError
+from topnas.platform.sweep import SweepConfig
+from topnas.platform.sweep.fidelity import fidelity_metrics, fidelity_of, measure_fidelity
+from topnas.search_spaces import SearchSpace
+
+from .conftest import SPACE, sweep_dict, write_sweep_yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# variant index -> seed -> {iteration: mIoU}; variant 0 and 1 have 3 seeds, variant 4 never finished
+CURVES = {
+    0: {0: {10: 0.20, 20: 0.30}, 1: {10: 0.22, 20: 0.31}, 2: {10: 0.18, 20: 0.29}},
+    1: {0: {10: 0.40, 20: 0.50}, 1: {10: 0.43, 20: 0.52}, 2: {10: 0.40, 20: 0.51}},
+    2: {0: {10: 0.30, 20: 0.45}},
+    3: {0: {10: 0.30, 20: 0.40}},
+    4: {0: {10: 0.90}},
+}
+
+
+def _variants(n: int):
+    import random
+
+    space, rng, found = SearchSpace.from_dict(SPACE), random.Random(0), {}
+    while len(found) < n:
+        v = space.sample(rng)
+        found.setdefault(v.id, v)
+    return list(found.values())
+
+
+def write_table(folder: Path, curves=CURVES, meta: dict | None = None) -> Path:
+    variants = _variants(len(curves))
+    path = folder / "replay_test-small.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant_id", "seed", "iteration", "val_mIoU", "latency_ms", "macs", "params"])
+        for i, seeds in curves.items():
+            for seed, curve in seeds.items():
+                for it, value in curve.items():
+                    w.writerow([variants[i].id, seed, it, value, 1.0, 1, 1])
+    path.with_name(path.stem + "_variants.jsonl").write_text("".join(v.to_json() + "\n" for v in variants))
+    if meta is not None:
+        path.with_name(path.stem + "_meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_noise_spread_and_spearman_follow_their_definitions(tmp_path):
+    f = measure_fidelity(write_table(tmp_path), 10)
+    noise = statistics.mean([statistics.stdev([0.20, 0.22, 0.18]), statistics.stdev([0.40, 0.43, 0.40])])
+    means10 = [0.20, (0.40 + 0.43 + 0.40) / 3, 0.30, 0.30]
+    assert f.variants == 4 and f.noise_variants == 2 and f.seeds == 3  # the unfinished run is left out
+    assert (f.proxy_rung, f.longest_rung) == (10, 20)
+    assert f.seed_noise == pytest.approx(noise)
+    assert f.spread == pytest.approx(statistics.stdev(means10))
+    assert f.spread_to_noise == pytest.approx(statistics.stdev(means10) / noise)
+    # ranks at 10: 1, 4, 2.5, 2.5 vs at 20: 1, 4, 3, 2 -> Spearman of the two rank vectors
+    assert f.spearman == pytest.approx(0.9486832980505138)
+    assert f.tied_at_mode == 2
+    assert fidelity_metrics(f)["proxy_spread_to_noise"] == pytest.approx(f.spread_to_noise)
+
+
+@pytest.mark.parametrize("what, words", [
+    ("rung", "evaluated at iteration 15"),
+    ("space", "search space"),
+    ("seeds", ">= 2 seeds"),
+])
+def test_a_table_that_cannot_say_fails_with_one_error(tmp_path, what, words):
+    curves = {i: {0: c[0]} for i, c in CURVES.items()} if what == "seeds" else CURVES
+    table = write_table(tmp_path, curves)
+    space = SearchSpace.from_dict({**SPACE, "head": {**SPACE["head"], "channels": [32]}}) if what == "space" else None
+    with pytest.raises(ConfigError) as err:
+        measure_fidelity(table, 15 if what == "rung" else 10, space)
+    assert err.value.field == "proxy.fidelity" and words in str(err.value)
+
+
+def _cfg(tmp_path, test_predictor, table: str, **changes) -> SweepConfig:
+    data = sweep_dict(tmp_path, test_predictor, **{"proxy.iterations": 10, "proxy.fidelity": table, **changes})
+    from topnas.platform.sweep import load_sweep_config
+
+    return load_sweep_config(write_sweep_yaml(tmp_path / "cfg" / "s.yaml", data))
+
+
+def test_sweep_yaml_names_a_table_relative_to_itself(tmp_path, test_predictor):
+    (tmp_path / "cfg").mkdir()
+    table = write_table(tmp_path)
+    cfg = _cfg(tmp_path, test_predictor, "../replay_test-small.csv")
+    assert cfg.proxy.fidelity == str(table.resolve())
+    assert fidelity_of(cfg) == measure_fidelity(table, 10)
+    assert SweepConfig.from_dict(cfg.to_dict()).proxy.fidelity == str(table.resolve())  # the saved config
+
+
+@pytest.mark.parametrize("meta, words", [
+    ({"space": "another-space"}, "search space 'test-small'"),
+    ({"space": "test-small", "proxy": {"crop_size": [96, 96]}}, "proxy.crop_size"),
+])
+def test_a_table_of_another_sweep_fails_at_load(tmp_path, test_predictor, meta, words):
+    (tmp_path / "cfg").mkdir()
+    write_table(tmp_path, meta=meta)
+    with pytest.raises(ConfigError) as err:
+        _cfg(tmp_path, test_predictor, "../replay_test-small.csv")
+    assert err.value.field == "proxy.fidelity" and words in str(err.value)
+
+
+def test_the_parent_run_logs_the_measured_fidelity(tmp_path, test_predictor):
+    from topnas.platform import tracking
+    from topnas.platform.sweep import estimates
+    from topnas.platform.sweep.runner import _create_parent
+
+    (tmp_path / "cfg").mkdir()
+    table = write_table(tmp_path)
+    cfg = _cfg(tmp_path, test_predictor, "../replay_test-small.csv")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.get_client(uri)
+    state = _create_parent(cfg, client, uri, estimates.predictor_info(cfg.latency.predictor))
+    run = client.get_run(state.parent_run_id)
+    expected = measure_fidelity(table, 10)
+    assert run.data.metrics["proxy_spread_to_noise"] == pytest.approx(expected.spread_to_noise)
+    assert run.data.metrics["proxy_seed_noise"] == pytest.approx(expected.seed_noise)
+    assert run.data.metrics["proxy_spearman"] == pytest.approx(expected.spearman)
+    assert run.data.params["proxy.fidelity.proxy_rung"] == "10"
+    assert json.loads((cfg.sweep_dir / "proxy_fidelity.json").read_text())["spread"] == pytest.approx(expected.spread)
+
+
+def test_the_demo_figure_is_computed_from_the_shipped_table():
+    """The demo prints fidelity_of(demo config): recomputed here from the CSV rows by hand."""
+    from topnas.platform.sweep import load_sweep_config
+
+    cfg = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml")
+    f = fidelity_of(cfg)
+    assert f is not None and f.proxy_rung == cfg.proxy.iterations
+    rows = list(csv.DictReader(open(cfg.proxy.fidelity)))
+    longest = max(int(r["iteration"]) for r in rows)
+    done = {(r["variant_id"], r["seed"]) for r in rows if int(r["iteration"]) == longest}
+    at: dict[str, list[float]] = {}
+    for r in rows:
+        if int(r["iteration"]) == f.proxy_rung and (r["variant_id"], r["seed"]) in done:
+            at.setdefault(r["variant_id"], []).append(float(r["val_mIoU"]))
+    noise = statistics.mean(statistics.stdev(v) for v in at.values() if len(v) >= 2)
+    spread = statistics.stdev(statistics.mean(v) for v in at.values())
+    assert f.variants == len(at)
+    assert f.spread_to_noise == pytest.approx(spread / noise)
+    assert math.isfinite(f.spearman)
