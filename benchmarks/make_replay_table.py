@@ -17,7 +17,9 @@ Outputs, under ``--out`` (``<space>`` is the search space's name):
 
 Killing it loses nothing: rows already written stay, every run checkpoints at each evaluation
 (under ``--work``) and a restart resumes the unfinished run from its last checkpoint, skipping rows
-already in the CSV. Progress goes to stdout and ``<work>/progress.log``.
+already in the CSV. Several processes may fill one table at once (same arguments): each claims a
+run with a lock file in ``--work`` before training it. Progress goes to stdout and
+``<work>/progress.log``.
 
     nice -n 10 python benchmarks/make_replay_table.py                     # 48 variants + 3 seeds of 6
     python benchmarks/make_replay_table.py --variants 4 --noise-variants 2 --iterations 40 --out /tmp/t
@@ -117,6 +119,23 @@ class TableWriter:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _claim(lock: Path) -> bool:
+    """Take the run ``lock`` names unless a live process holds it (several processes may share a table)."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or 0)
+            os.kill(pid, 0)
+            return pid == os.getpid()
+        except (ValueError, ProcessLookupError, PermissionError, FileNotFoundError):
+            lock.write_text(str(os.getpid()))  # its process is gone: resume its checkpoint
+            return True
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def _git_commit() -> str:
@@ -230,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start, trained = time.perf_counter(), 0
     say(f"{len(jobs)} runs of {args.iterations} iterations (rungs every {every}) -> {paths['csv']}")
     for n, (variant, seed) in enumerate(jobs, 1):
-        if (variant.id, seed, args.iterations) in done:
+        done |= read_done(paths["csv"])  # another process may have finished it meanwhile
+        if (variant.id, seed, args.iterations) in done or not _claim(work / f"{variant.id}_s{seed}.lock"):
             continue
         if variant.id not in complexity:
             complexity[variant.id] = complexity_of(variant)
@@ -255,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         session = RowSession(run_dir)
         run_loop(tc, TrainJob(tc.name, str(run_dir)), session)
         shutil.rmtree(run_dir, ignore_errors=True)
+        (work / f"{variant.id}_s{seed}.lock").unlink(missing_ok=True)
         trained += 1
         dt = time.perf_counter() - t0
         final = session.reports[-1].get("val_mIoU", float("nan")) if session.reports else float("nan")
