@@ -7,8 +7,9 @@ budget), ``nsga2``, ``nsga2_asha`` (mIoU-only ASHA), ``nsga2_moasha`` (MO-ASHA),
 a trial's ``val_mIoU`` at every evaluation comes from the table, latency from the predictor.
 
 Compute is counted in training iterations (a stopped trial costs the iterations it ran). The
-budget ``B`` is ``--budget-trials`` full trainings (default: a third of the table); random search
-runs exactly ``B``, every method runs until ``--cap x B`` or until the table is used up.
+budget ``B`` is ``--budget-trials`` full trainings (default: a third of the table); random search's
+final hypervolume ``HV_r`` is its hypervolume at ``B`` (mean over seeds); every method, random
+included, runs until ``--cap x B`` or until the table is used up.
 
 Printed per method, against random search's final hypervolume ``HV_r`` (mean over its seeds):
 
@@ -177,26 +178,47 @@ def true_front(cfg, reference: dict[str, float]) -> tuple[set[str], float, dict[
     return {p.id for p in P.non_dominated(pts, OBJECTIVES)}, P.hypervolume(pts, reference, OBJECTIVES), lat
 
 
+def _table_space(table: Path) -> dict:
+    """The search space the table was trained in: ``<t>.variants.json`` holds it, or ``<t>_meta.json``
+    names the sweep YAML (benchmarks/make_replay_table.py)."""
+    from topnas.errors import ConfigError
+    from topnas.platform.sweep.replay import variants_path
+    from topnas.yamlio import read_yaml_mapping
+
+    vpath, meta = variants_path(table), table.with_name(table.stem + "_meta.json")
+    if vpath.suffix == ".json" and vpath.is_file():
+        space = json.loads(vpath.read_text()).get("search_space")
+        if isinstance(space, dict):
+            return space
+    if meta.is_file():
+        sweep = read_yaml_mapping(ROOT / json.loads(meta.read_text())["sweep_yaml"], "sweep YAML of the table")
+        space = sweep.get("search_space")
+        if isinstance(space, str):
+            return read_yaml_mapping(Path(space), "search space").get("search_space", {})
+        if isinstance(space, dict):
+            return space
+    raise ConfigError("--table", str(table), f"{vpath.name} with `search_space`, or {meta.name} naming the sweep YAML")
+
+
 def _table_layout(table: Path) -> tuple[dict, int, int]:
     """The table's search space, full budget and evaluation step (uniform steps required)."""
     from topnas.errors import ConfigError
-    from topnas.platform.sweep.replay import read_table, variants_path
+    from topnas.platform.sweep.replay import read_table
 
     curves, _ = read_table(table)
-    data = json.loads(variants_path(table).read_text())
-    if not isinstance(data.get("search_space"), dict):
-        raise ConfigError("--table", str(table), f"a {variants_path(table).name} holding `search_space`")
     its = sorted(set.intersection(*(set(c) for c in curves.values())))
     steps = {b - a for a, b in zip([0, *its], its)}
     if len(steps) != 1:
         raise ConfigError("--table", str(table), "evaluations every k iterations, shared by every variant",
                           hint=f"common iterations {its[:8]}...")
-    return data["search_space"], its[-1], steps.pop()
+    return _table_space(table), its[-1], steps.pop()
 
 
 def _default_table() -> Path | None:
+    from topnas.platform.sweep.replay import variants_path
+
     tables = sorted((ROOT / "benchmarks" / "data").glob("*.csv"), key=lambda p: p.stat().st_mtime)
-    tables = [t for t in tables if t.with_name(t.stem + ".variants.json").is_file()]
+    tables = [t for t in tables if variants_path(t).is_file()]
     return tables[-1] if tables else None
 
 
@@ -253,11 +275,10 @@ def main() -> None:
     front, front_hv, _ = true_front(first, reference)
     budget = float((args.budget_trials or max(2, n_variants // 3)) * iterations)
     runs: dict[str, list[Run]] = {}
-    for method in methods:
-        cap = 1.0 if method == "random" else args.cap
+    for method in methods:  # random too runs to cap x B: its own seeds are measured against the mean
         runs[method] = [simulate(sweep_config(table, space, method, seed, work, iterations, every, args.predictor,
-                                              args.population, args.reduction_factor), reference, cap * budget,
-                                 args.workers) for seed in range(args.seeds)]
+                                              args.population, args.reduction_factor), reference,
+                                 args.cap * budget, args.workers) for seed in range(args.seeds)]
     target = statistics.mean(r.hv_at(budget) for r in runs["random"])
     out: dict[str, Any] = {}
     for method, rs in runs.items():

@@ -134,3 +134,6 @@ def test_proposals_snap_to_unevaluated_table_variants_until_none_is_left(tmp_pat
     for t in complete:  # the sampler holds each table variant's own parameters and measured mIoU
         assert cfg.space.build(t.params).id == t.user_attrs["topnas.variant_id"]
         assert t.values[0] == table.curves[t.user_attrs["topnas.variant_id"]][40]
+    # Enqueued trials still count for NSGA-II's generations (population 2: 5 trials reach generation 2).
+    generations = [t.system_attrs.get("NSGAIISampler:generation") for t in complete]
+    assert None not in generations and max(generations) == 2

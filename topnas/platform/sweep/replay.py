@@ -8,6 +8,7 @@ Table (two files with one stem, e.g. ``benchmarks/data/fixture_curves``)::
 
     <stem>.csv            variant_id,seed,iteration,val_mIoU   (one row per evaluation; more columns ignored)
     <stem>.variants.json  {"variants": {"<variant_id>": <Variant.to_dict()>, ...}, "search_space": {...}}
+      or <stem>_variants.jsonl (one Variant JSON per line; benchmarks/make_replay_table.py writes it)
 
 Checked when the sweep config loads (before Ray starts), one error each: the files exist and have
 the columns; every variant of the CSV is defined and lies in the sweep's search space; for the seed
@@ -44,9 +45,27 @@ COLUMNS = ("variant_id", "seed", "iteration", "val_mIoU")
 
 
 def variants_path(table: str | Path) -> Path:
-    """The companion file holding the variant definitions of ``<stem>.csv``."""
+    """The companion file holding the variant definitions of ``<stem>.csv``.
+
+    ``<stem>.variants.json`` (``{"variants": {id: Variant.to_dict()}}``) or, as
+    ``benchmarks/make_replay_table.py`` writes it, ``<stem>_variants.jsonl`` (one ``Variant.to_json()``
+    per line); the first that exists (the JSON name when neither does).
+    """
     p = Path(table)
-    return p.with_name(p.stem + ".variants.json")
+    jsonl = p.with_name(p.stem + "_variants.jsonl")
+    return jsonl if jsonl.is_file() and not p.with_name(p.stem + ".variants.json").is_file() else \
+        p.with_name(p.stem + ".variants.json")
+
+
+def _read_variant_defs(vpath: Path) -> dict[str, Any]:
+    if vpath.suffix == ".jsonl":
+        lines = [json.loads(line) for line in vpath.read_text().splitlines() if line.strip()]
+        return {d.get("id", f"line{i + 1}"): d for i, d in enumerate(lines)}
+    data = json.loads(vpath.read_text())
+    defs = data.get("variants") if isinstance(data, Mapping) else None
+    if not isinstance(defs, Mapping):
+        raise ConfigError(f"replay.table ({vpath.name})", str(vpath), 'a JSON object {"variants": {id: variant}}')
+    return dict(defs)
 
 
 def eval_iterations(iterations: int, eval_interval: int | None) -> list[int]:
@@ -85,10 +104,7 @@ def read_table(path: str | Path) -> tuple[dict[tuple[str, int], dict[int, float]
     vpath = variants_path(path)
     if not vpath.is_file():
         raise ConfigError("replay.table", str(path), f"a companion {vpath.name} with the variant definitions")
-    data = json.loads(vpath.read_text())
-    defs = data.get("variants") if isinstance(data, Mapping) else None
-    if not isinstance(defs, Mapping):
-        raise ConfigError(f"replay.table ({vpath.name})", str(vpath), 'a JSON object {"variants": {id: variant}}')
+    defs = _read_variant_defs(vpath)
     variants = {vid: Variant.from_dict(d, field=f"{vpath.name}.variants.{vid}") for vid, d in defs.items()}
     undefined = sorted({vid for vid, _ in curves} - set(variants))
     if undefined:

@@ -153,6 +153,7 @@ class SweepSearch(OptunaSearch):
             elif budget is None or meta["latency_ms"] <= budget:
                 ot_trial.set_user_attr("topnas.ray_trial_id", trial_id)
                 ot_trial.set_user_attr(STATUS_ATTR, "running")
+                self._keep_generation(ot_trial)
                 self._meta[trial_id] = meta
                 self._launched[meta["variant_id"]] = trial_id
                 return config
@@ -162,6 +163,19 @@ class SweepSearch(OptunaSearch):
         log.error("latency.max_rejections=%d proposals in a row were over the %s ms budget or already "
                   "evaluated; stopping the search", self._cfg.latency.max_rejections, budget)
         return Searcher.FINISHED
+
+    def _keep_generation(self, ot_trial: Any) -> None:
+        """Give an enqueued (snapped) trial its NSGA-II generation, as the sampler's own asks get it.
+
+        A GA sampler assigns the generation in ``sample_relative``, which Optuna skips for a trial
+        whose parameters are all fixed; without it no launched replay trial would ever count towards
+        a generation and NSGA-II would stay random. ``get_trial_generation`` is idempotent.
+        """
+        from optuna.samplers._ga import BaseGASampler
+
+        if isinstance(self._sampler, BaseGASampler):
+            frozen = self._ot_study._storage.get_trial(ot_trial._trial_id)
+            self._sampler.get_trial_generation(self._ot_study, frozen)
 
     def _snap_to_table(self, ot_trial: Any, config: Mapping[str, Any]) -> bool | None:
         """Replay: a proposal outside the table, or of a variant already evaluated, is told FAIL and the
@@ -215,8 +229,6 @@ class SweepSearch(OptunaSearch):
 
     def _reject(self, ot_trial: Any, config: Mapping[str, Any]) -> None:
         """Record a proposal over the latency budget; it is never launched, never trained."""
-        from optuna.trial import TrialState
-
         cfg, meta = self._cfg, config[META_KEY]
         point = {k: config[k] for k in cfg.space.parameters()}
         variant = cfg.space.build(point)
