@@ -35,11 +35,13 @@ FBNET_REFERENCE = [
     ("|".join(["k5_e6"] * 22), 3749652, 160926080),
 ]
 # NB201 graphs where fusion depends on the whole cell: every node fed by one conv and read by one conv
-# edge (stem, cells and the last BN + ReLU all fuse), nodes with no live input (x * 0), a pool-only path.
+# edge (stem, cells and the last BN + ReLU all fuse), nodes with no live input (x * 0 when read), a pool-only
+# path.
 NB201_EDGE_CASES = [
     "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_1x1~2|",
     "|none~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
     "|skip_connect~0|+|none~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|",
+    "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",  # an empty node nobody reads: no kernel
 ]
 
 

@@ -8,7 +8,8 @@ four nodes; node i sums ``op(node j)`` over its incoming edges; the arch string 
 Inference graph conventions: a ``nor_conv`` edge is a ReLU on its input node followed by a
 convolution; ``avg_pool_3x3`` is stride 1, padding 1; ``skip_connect`` is free; ``none`` is an
 absent edge (no kernel); a node with k > 1 live inputs costs k - 1 additions, a node with none
-(every incoming edge ``none``) is ``x * 0`` (one element-wise kernel, as the reference's Zero op).
+(every incoming edge ``none``) that a live edge reads is ``x * 0`` (one element-wise kernel, as
+the reference's Zero op; unread, it costs nothing).
 The list is built as a graph and passed through the same fusion pass as a traced or exported
 model (:class:`~topnas.platform.latency.graph.KernelGraph`): BN folds into its convolution, and a
 ReLU fuses into a convolution whose output it alone reads (the reduction block's inner ReLU, and
@@ -94,6 +95,7 @@ def _cell(add: "_Add", nodes: tuple[tuple[Edge, ...], ...], v0: int, c: int, hw:
     """Adds one cell's operations to the graph; returns the value id of its output (node 3)."""
     x = (1, c, hw, hw)
     vals: list[int | None] = [v0]
+    read = _read_nodes(nodes, reach)
     for dst, edges in enumerate(nodes, start=1):
         outs: list[int] = []
         for op, src in edges:
@@ -107,13 +109,23 @@ def _cell(add: "_Add", nodes: tuple[tuple[Edge, ...], ...], v0: int, c: int, hw:
             else:  # skip_connect
                 outs.append(vals[src])  # type: ignore[arg-type]
         if not outs:  # no live edge: zeros (x * 0) if anything reads this node, else nothing
-            vals.append(add(eltwise_kernel("mul", x), [vals[edges[0][1]]]) if reach[dst] else None)
+            vals.append(add(eltwise_kernel("mul", x), [vals[edges[0][1]]]) if read[dst] else None)
             continue
         v = outs[0]
         for o in outs[1:]:
             v = add(eltwise_kernel("add", x, x), [v, o])
         vals.append(v)
     return vals[3]  # type: ignore[return-value]
+
+
+def _read_nodes(nodes: tuple[tuple[Edge, ...], ...], reach: list[bool]) -> list[bool]:
+    """Per node 0..3: is it read by a live edge (node 3, the cell output, always is)?"""
+    read = [False, False, False, True]
+    for dst, edges in enumerate(nodes, start=1):
+        for op, src in edges:
+            if op != "none" and reach[dst]:
+                read[src] = True
+    return read
 
 
 def _reduction(add: "_Add", v: int, c: int, hw: int) -> int:

@@ -10,7 +10,7 @@ Two deliberate departures from the reference's Python, neither changing a parame
 ``none`` edges are left out (the reference multiplies by 0 and adds the zeros, which is dead work
 in the graph), and a node's inputs are summed without the reference's ``sum()`` starting at 0
 (``0 + x`` is a spurious kernel in the traced graph). A node whose every incoming edge is ``none``
-is ``x * 0`` of its first source (one element-wise kernel), so later edges still have an input.
+is ``x * 0`` of its first source (one element-wise kernel) when a later edge reads it, else nothing.
 The forward pass returns the logits only (the reference also returns the pooled features).
 """
 from __future__ import annotations
@@ -47,6 +47,7 @@ class _Cell(nn.Module):
         super().__init__()
         self.edge_ops = nn.ModuleDict()
         self.edges: list[tuple[list[tuple[str, int]], int]] = []  # per node: (live edges (key, source), first source)
+        self.read = [any(op != "none" and src == j for later in nodes for op, src in later) for j in range(3)] + [True]
         for i, edges in enumerate(nodes, start=1):
             live = []
             for op, src in edges:
@@ -58,9 +59,9 @@ class _Cell(nn.Module):
 
     def forward(self, x):
         nodes = [x]
-        for live, first_src in self.edges:
-            if not live:
-                nodes.append(nodes[first_src].mul(0.0))
+        for i, (live, first_src) in enumerate(self.edges, start=1):
+            if not live:  # zeros, computed only when a later edge reads them
+                nodes.append(nodes[first_src].mul(0.0) if self.read[i] else None)
                 continue
             out = self.edge_ops[live[0][0]](nodes[live[0][1]])
             for key, src in live[1:]:
