@@ -78,3 +78,69 @@ def register_verbs(lsub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="runs/latency_plan", help="folder for the chosen variant YAML files")
     s.set_defaults(func=_plan)
+    register_fit_phone(lsub)
+
+
+def _fit_phone(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from topnas.platform.latency.arch_table import read_arch_table
+    from topnas.platform.latency.predictor import LatencyPredictor, packaged_predictor
+    from topnas.platform.latency.records import Sample, check_single_target, read_calibration
+    from topnas.platform.latency.snapdragon import build_phone_predictor, compare
+    from topnas.search_spaces import Variant, default_space
+
+    tables = []
+    for path in args.arm_data:
+        stem = path.rsplit("/", 1)[-1]
+        space = stem.split("_", 1)[0]
+        if space not in ("nb201", "fbnet"):
+            raise ConfigError("--arm-data", path, "files named <space>_<device>.csv with space nb201 or fbnet")
+        tables.append(read_arch_table(path, space))
+    df = read_calibration(args.published)
+    device = check_single_target(df, args.published)
+    published = [Sample(Variant.from_json(r.variant_json), float(r.median_ms), 1) for r in df.itertuples()]
+    host = LatencyPredictor.load(args.host) if args.host else packaged_predictor("local_cpu_ort")
+    print(f"fitting the shared ARM kernel model on {len(tables)} phone tables ...", flush=True)
+    pred, report = build_phone_predictor(tables, published, host, device, args.published.rsplit("/", 1)[-1])
+    pred.save(args.out)
+    loo = pred.fit_info["leave_one_out"]
+    print(f"wrote {args.out}: leave-one-published-model-out MAPE {loo['mape']:.1f}% (worst {loo['max_ape']:.1f}%)")
+    for r in loo["rows"]:
+        print(f"  {r['model']:<6} {r['input_size'][0]}x{r['input_size'][1]}  measured {r['measured_ms']:6.1f}  "
+              f"predicted {r['predicted_ms']:6.1f}  ({r['error_pct']:+.1f}%)")
+    if args.compare:
+        import random
+
+        old = LatencyPredictor.load(args.compare)
+        rng = random.Random(0)
+        space = default_space()
+        variants = [space.sample(rng) for _ in range(args.n)]
+        cmp = compare(pred, old, variants)
+        print(f"rank correlation with {args.compare} over {cmp['n']} default-space variants: "
+              f"Spearman {cmp['spearman']:.4f}")
+        for r in cmp["top_disagreements"]:
+            ks = ", ".join(f"{k} {v['new_share']:.2f} vs {v['old_share']:.2f}" for k, v in r["kernels"].items())
+            print(f"  {r['variant_id']}  rank {r['new_rank']} vs {r['old_rank']}  {r['new_ms']:.1f} vs "
+                  f"{r['old_ms']:.1f} ms  shares: {ks}")
+        report["compare"] = cmp
+    if args.report:
+        import json
+        from pathlib import Path
+
+        Path(args.report).write_text(json.dumps(report, indent=1, default=lambda o: np.asarray(o).tolist()))
+        print(f"report -> {args.report}")
+    return 0
+
+
+def register_fit_phone(lsub: argparse._SubParsersAction) -> None:
+    s = lsub.add_parser("fit-phone", help="phone predictor: kernel costs from real ARM phones, level from a few "
+                                          "published or measured points")
+    s.add_argument("--arm-data", nargs="+", required=True, help="<space>_<device>.csv tables of real phones")
+    s.add_argument("--published", required=True, help="calibration CSV of the target phone (published or measured)")
+    s.add_argument("--host", default=None, help="host predictor JSON pricing kernels absent from the phone data")
+    s.add_argument("--out", required=True, help="predictor JSON to write")
+    s.add_argument("--compare", default=None, help="another predictor JSON to rank-compare with")
+    s.add_argument("--n", type=int, default=500, help="default-space variants for --compare")
+    s.add_argument("--report", default=None, help="write the full report as JSON")
+    s.set_defaults(func=_fit_phone)
