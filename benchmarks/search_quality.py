@@ -39,10 +39,12 @@ import argparse
 import json
 import logging
 import math
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,24 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
     return run
 
 
+def _one(job: tuple) -> Run:
+    """One (method, seed) run in a worker process."""
+    method, seed, table, space, work, iterations, every, predictor, population, rf, reference, cap, workers = job
+    _quiet()
+    cfg = sweep_config(table, space, method, seed, work, iterations, every, predictor, population, rf)
+    return simulate(cfg, reference, cap, workers)
+
+
+def _quiet() -> None:
+    import warnings
+
+    import optuna
+
+    logging.basicConfig(level=logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
 def true_front(cfg, reference: dict[str, float]) -> tuple[set[str], float, dict[str, float]]:
     """Front of every table variant at the full budget, its hypervolume, and each variant's latency."""
     from topnas.platform import pareto as P
@@ -236,17 +256,13 @@ def main() -> None:
     ap.add_argument("--predictor", help="latency predictor JSON (default: the shipped one)")
     ap.add_argument("--quick", action="store_true", help="skip gp (seconds per proposal here)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes (default 2)")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("optuna").setLevel(logging.ERROR)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    import warnings
-
-    warnings.filterwarnings("ignore")
+    _quiet()
     t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="topnas_search_quality_"))
+    # The runs' ledgers and rungs.jsonl fsync every line: on tmpfs that costs nothing.
+    shm = Path("/dev/shm")
+    work = Path(tempfile.mkdtemp(prefix="topnas_search_quality_", dir=shm if shm.is_dir() else None))
     if args.synthetic:
         from topnas.platform.sweep import estimates
         from topnas.platform.sweep.replay import write_synthetic_table
@@ -275,10 +291,14 @@ def main() -> None:
     front, front_hv, _ = true_front(first, reference)
     budget = float((args.budget_trials or max(2, n_variants // 3)) * iterations)
     runs: dict[str, list[Run]] = {}
-    for method in methods:  # random too runs to cap x B: its own seeds are measured against the mean
-        runs[method] = [simulate(sweep_config(table, space, method, seed, work, iterations, every, args.predictor,
-                                              args.population, args.reduction_factor), reference,
-                                 args.cap * budget, args.workers) for seed in range(args.seeds)]
+    # random too runs to cap x B: its own seeds are measured against the mean of their values at B
+    jobs = [(method, seed) for method in methods for seed in range(args.seeds)]
+    common = (table, space, work, iterations, every, args.predictor, args.population, args.reduction_factor,
+              reference, args.cap * budget, args.workers)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        done = list(pool.map(_one, [(m, s, *common) for m, s in jobs]))
+    for (method, _), run in zip(jobs, done):
+        runs.setdefault(method, []).append(run)
     target = statistics.mean(r.hv_at(budget) for r in runs["random"])
     out: dict[str, Any] = {}
     for method, rs in runs.items():
@@ -300,6 +320,7 @@ def main() -> None:
             "elapsed_s": round(time.perf_counter() - t0, 1)}
     if args.json:
         print(json.dumps({**out, "_meta": meta}))
+        shutil.rmtree(work, ignore_errors=True)
         return
     print(f"replay table {meta['table']}: {n_variants} variants, {iterations} iterations (eval every {every}); "
           f"true front {len(front)} variants, hypervolume {front_hv:.4g}")
@@ -311,6 +332,7 @@ def main() -> None:
         print(f"{method:14s} {o['compute_to_random_final']:24.3f} {o['never']:6d} {o['hv_ratio_at_B']:17.3f} "
               f"{o['true_front_dropped']:14.2f} {o['true_front_found']:17.2f} {o['trials_started']:7.1f}")
     print(f"({meta['elapsed_s']} s)")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
