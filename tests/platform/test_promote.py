@@ -482,6 +482,10 @@ def test_finalize_stops_when_the_recorded_predictor_is_missing(sweep_env, shifte
         P._load_predictor(client, _version({"topnas.sweep_run_id": run_id}), None)
     with pytest.raises(ConfigError, match="not promoted from a sweep.*--predictor"):
         P._load_predictor(client, None, None)
+    # the sweep run is gone from this tracking store
+    with pytest.raises(ConfigError, match=r"cannot read sweep run 0123abcd.*pass --predictor") as err:
+        P._load_predictor(client, _version({"topnas.sweep_run_id": "0123abcd", "topnas.predictor_id": "x-1"}), None)
+    assert "\n" not in str(err.value)
 
 
 def test_recorded_predictor_path_is_used_only_while_it_is_the_same_file(sweep_env, tmp_path):

@@ -1067,16 +1067,16 @@ def _load_predictor(client: MlflowClient, promoted: ModelVersion | None, predict
         if sweep_run:
             try:
                 names = [f.path for f in client.list_artifacts(sweep_run, "config") if f.path.endswith(".json")]
-            except MlflowException as exc:
+                for rel in names:
+                    local = Path(client.download_artifacts(sweep_run, rel, tmp))
+                    if _predictor_id(local) == recorded:
+                        return _predictor_file(local, f"runs:/{sweep_run}/{rel}")
+                recorded_path = client.get_run(sweep_run).data.params.get("predictor.path") or ""
+            except (MlflowException, OSError) as exc:
                 raise ConfigError("--predictor", None, f"the sweep's predictor {recorded}",
-                                  hint=f"cannot list the artifacts of sweep run {sweep_run} "
-                                       f"({str(exc).splitlines()[0]}); {how}") from None
-            for rel in names:
-                local = Path(client.download_artifacts(sweep_run, rel, tmp))
-                if _predictor_id(local) == recorded:
-                    return _predictor_file(local, f"runs:/{sweep_run}/{rel}")
+                                  hint=f"cannot read sweep run {sweep_run} ({str(exc).splitlines()[0][:200]}); "
+                                       f"{how}") from None
             looked.append(f"artifacts of sweep run {sweep_run} ({', '.join(names) or 'no config/*.json'})")
-            recorded_path = client.get_run(sweep_run).data.params.get("predictor.path") or ""
             if recorded_path:
                 p = Path(recorded_path)
                 if p.is_file() and _predictor_id(p) == recorded:

@@ -67,3 +67,14 @@ def test_a_missing_imagenet_checkpoint_fails_before_training(make_config, tmp_pa
     with pytest.raises(ConfigError, match=r"model\.pretrained: got '.*topformer-[TSB]-224-.*\.pth'.*"
                                           r"download the official ImageNet checkpoints"):
         check_ready(cfg)
+
+
+def test_an_unofficial_file_name_is_refused_before_training(make_config, tmp_path):
+    from topnas.platform.train import check_ready
+
+    other = tmp_path / "my_backbone.pth"
+    torch.save({"state_dict": {}}, other)
+    cfg = make_config(model={"preset": None, "variant": _variant_dict(), "init": "imagenet_nearest",
+                             "pretrained": str(other)})
+    with pytest.raises(ConfigError, match=r"model\.pretrained: got '.*my_backbone\.pth'.*topformer-\{T,S,B\}"):
+        check_ready(cfg)

@@ -128,13 +128,32 @@ def _check_init_checkpoint(cfg: TrainConfig) -> None:
     if not source:
         return
     if cfg.model.init == "imagenet_nearest":
-        path, _ = resolve_imagenet_checkpoint(source, cfg.variant.model)
+        path, preset = resolve_imagenet_checkpoint(source, cfg.variant.model)
         if not path.is_file():
             raise ConfigError("model.pretrained", str(path), "an official ImageNet checkpoint file",
                               hint=f"model.init imagenet_nearest needs it; {OBTAIN_HINT}")
+        if not preset:
+            raise ConfigError("model.pretrained", str(path), "an official ImageNet checkpoint (named "
+                              "topformer-{T,S,B}-224-*.pth) or a folder holding them",
+                              hint="imagenet_nearest slices by the official architecture the file name names")
     elif not Path(source).is_file():
         raise ConfigError("model.pretrained", source, "an existing checkpoint file or null",
                           hint=OBTAIN_HINT if "classification" in source else "")
+    _check_readable_checkpoint(str(path) if cfg.model.init == "imagenet_nearest" else source)
+
+
+def _check_readable_checkpoint(path: str) -> None:
+    """Open the checkpoint now (weights only): a corrupt file must fail before Ray, not in a worker."""
+    import torch
+
+    from topnas.topformer.checkpoint import extract_state_dict
+
+    try:
+        extract_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - unpickling errors, truncated files, no tensors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError("model.pretrained", path, "a readable checkpoint file (torch.save of a state_dict)",
+                          hint=f"cannot read it: {type(exc).__name__}: {first}") from None
 
 
 def check_ready(cfg: TrainConfig, *, local_cluster: bool | None = None) -> Any:
@@ -146,6 +165,7 @@ def check_ready(cfg: TrainConfig, *, local_cluster: bool | None = None) -> Any:
     """
     from topnas.platform.data import list_samples, read_dataset_info
 
+    _check_init_checkpoint(cfg)  # before the fixture is written: a bad checkpoint writes nothing
     prepare_fixture(cfg)
     info = read_dataset_info(cfg.data.root, cfg.model.num_classes)
     train = list_samples(info.root, cfg.data.train_split)
@@ -155,7 +175,6 @@ def check_ready(cfg: TrainConfig, *, local_cluster: bool | None = None) -> Any:
         raise ConfigError("data.samples_per_gpu", b, f"at most {-(-len(train) // w)}",
                           hint=f"{len(train)} training images in {info.root} cannot fill a batch on "
                                f"each of {w} workers")
-    _check_init_checkpoint(cfg)
     if local_cluster is None:
         import ray
 
@@ -218,6 +237,10 @@ def run_training(
     if run_name is not None and run_name != cfg.name:
         cfg = dataclasses.replace(cfg, name=run_name)  # re-validated; one name everywhere
     run_name = cfg.name
+    if cfg.tracking.enabled:  # a dead server fails here, in one line, before anything is written
+        from topnas.platform import tracking as _tracking
+
+        _tracking.check_reachable(_tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.uri))
     check_ready(cfg)
     storage = storage_path_for(cfg)
     run_dir = storage / run_name
