@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=48, help="variants trained at the sweep seed")
     ap.add_argument("--noise-variants", type=int, default=6, help="of those, how many get extra seeds")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per noise variant (the sweep seed + the next ones)")
-    ap.add_argument("--iterations", type=int, default=160, help="the long budget (iterations)")
+    ap.add_argument("--iterations", type=int, default=240, help="the long budget (iterations)")
     ap.add_argument("--rungs", type=int, default=8, help="evaluations per run, every iterations/rungs")
     ap.add_argument("--sample-seed", type=int, default=0, help="seed of the variant sample")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
