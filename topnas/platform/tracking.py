@@ -72,6 +72,30 @@ def absolute_sqlite_uri(uri: str) -> str:
     return uri
 
 
+def check_reachable(uri: str, field: str = "tracking.uri", timeout_s: float = 5.0) -> None:
+    """Fail early, in one line naming ``field``, when an http(s) tracking server does not answer.
+
+    MLflow's client would otherwise retry a refused connection for minutes and end in a traceback,
+    after the command had already written its run folder. Any HTTP answer counts as reachable;
+    only a connection failure or timeout does not. Non-HTTP URIs (sqlite, file) are not checked.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not str(uri).startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(str(uri).rstrip("/") + "/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # the server answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(field, uri, "a reachable MLflow tracking server", hint=(
+            f"no answer within {timeout_s:g} s ({reason}); start it (`mlflow server --host ... --port ...`) "
+            "or point tracking.uri / $MLFLOW_TRACKING_URI at a running one")) from None
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<runs>/mlflow.db``."""
     if uri:

@@ -136,8 +136,20 @@ def _finalize(args: argparse.Namespace) -> int:
 
 
 def _accept(args: argparse.Namespace) -> int:
-    from topnas.platform import promote as P
+    from mlflow.exceptions import MlflowException
 
+    from topnas.platform import promote as P
+    from topnas.platform import tracking
+
+    uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    tracking.check_reachable(uri, "--tracking-uri")
+    try:
+        tracking.get_client(uri).get_run(args.accept)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ConfigError("--accept", args.accept, "the MLflow run id of a finished full training run",
+                          hint=f"no such run at {uri}; `topnas promote --sweep ...` prints it as `next: ...`") from None
     d = P.accept(args.accept, tracking_uri=args.tracking_uri, model_name=args.model_name or P.DEFAULT_MODEL_NAME,
                  predictor=args.predictor, force=args.force)
     verb = "moved" if d.moved else "kept"

@@ -111,11 +111,11 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     t0 = time.perf_counter()
     folder = cfg.sweep_dir
     state = _prepare_folder(cfg, resume)
-    _check_before_ray(cfg, address)
-    info = estimates.predictor_info(cfg.latency.predictor)
     # A resumed sweep stays with the tracking store its parent run lives in, whatever the environment says.
     uri = state.tracking_uri if state is not None else absolute_sqlite_uri(cfg.resolved_tracking_uri())
-    _check_tracking_reachable(uri, address)
+    _check_tracking_reachable(uri, address)  # before the fixture is written: a bad input writes nothing
+    _check_before_ray(cfg, address)
+    info = estimates.predictor_info(cfg.latency.predictor)
     client = tracking.get_client(uri)
     if state is None:
         state = _create_parent(cfg, client, uri, info)
@@ -197,6 +197,7 @@ def _check_before_ray(cfg: SweepConfig, address: str | None) -> None:
 
 
 def _check_tracking_reachable(uri: str, address: str | None) -> None:
+    tracking.check_reachable(uri, "tracking.uri")
     if address and address.startswith("ray://") and uri.startswith(("sqlite:", "file:")):
         raise ConfigError("tracking.uri", uri, "an http(s):// MLflow tracking server",
                           hint="trials on a remote cluster cannot write a local SQLite file (design note 12); "
