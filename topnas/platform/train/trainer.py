@@ -128,10 +128,14 @@ def _check_init_checkpoint(cfg: TrainConfig) -> None:
     if not source:
         return
     if cfg.model.init == "imagenet_nearest":
-        path, _ = resolve_imagenet_checkpoint(source, cfg.variant.model)
+        path, preset = resolve_imagenet_checkpoint(source, cfg.variant.model)
         if not path.is_file():
             raise ConfigError("model.pretrained", str(path), "an official ImageNet checkpoint file",
                               hint=f"model.init imagenet_nearest needs it; {OBTAIN_HINT}")
+        if not preset:
+            raise ConfigError("model.pretrained", str(path), "an official ImageNet checkpoint (named "
+                              "topformer-{T,S,B}-224-*.pth) or a folder holding them",
+                              hint="imagenet_nearest slices by the official architecture the file name names")
     elif not Path(source).is_file():
         raise ConfigError("model.pretrained", source, "an existing checkpoint file or null",
                           hint=OBTAIN_HINT if "classification" in source else "")
