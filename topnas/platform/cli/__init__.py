@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the real command line: glibc reads its malloc settings at process start
+        from topnas.platform.malloc import reexec_with_malloc_env
+
+        reexec_with_malloc_env()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -300,7 +300,9 @@ def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str
     if s.use_gpu:
         resources["GPU"] = 1
     job = TrainJob(run_name=run_name, run_dir=str(run_dir), mlflow_run_id=mlflow_run_id, tracking_uri=uri)
-    env_vars = {"MLFLOW_TRACKING_URI": uri} if uri else {}
+    from topnas.platform.malloc import worker_malloc_env
+
+    env_vars = {**worker_malloc_env(), **({"MLFLOW_TRACKING_URI": uri} if uri else {})}  # malloc: read at worker start
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": cfg, "job": job},
