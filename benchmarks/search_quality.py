@@ -234,6 +234,38 @@ def _table_layout(table: Path) -> tuple[dict, int, int]:
     return _table_space(table), its[-1], steps.pop()
 
 
+def _complete_subset(table: Path, work: Path) -> tuple[Path, int, int]:
+    """The table restricted to variants with every evaluation up to the longest budget.
+
+    A table still being written (benchmarks/make_replay_table.py appends row by row) holds variants
+    part-way; replay rejects those, so the benchmark runs on the finished ones (and says how many).
+    Returns (table path, variants kept, variants in the file).
+    """
+    import csv
+
+    from topnas.platform.sweep.replay import COLUMNS, read_table, variants_path
+
+    curves, _ = read_table(table)
+    its = sorted(set().union(*(set(c) for c in curves.values())))
+    done = {(v, s) for (v, s), c in curves.items() if all(it in c for it in its)}
+    keep = {v for v, _ in done}
+    n_all = len({v for v, _ in curves})
+    if len(keep) == n_all:
+        return table, n_all, n_all
+    out = work / table.name
+    with open(table, newline="") as f, open(out, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(COLUMNS)
+        for row in csv.DictReader(f):
+            if (row["variant_id"], int(row["seed"])) in done:
+                w.writerow([row[c] for c in COLUMNS])
+    shutil.copy(variants_path(table), out.with_name(variants_path(table).name))
+    meta = table.with_name(table.stem + "_meta.json")
+    if meta.is_file():
+        shutil.copy(meta, out.with_name(meta.name))
+    return out, len(keep), n_all
+
+
 def _default_table() -> Path | None:
     from topnas.platform.sweep.replay import variants_path
 
@@ -276,6 +308,8 @@ def main() -> None:
         table = Path(args.table) if args.table else _default_table()
         if table is None:
             sys.exit("no replay table under benchmarks/data (give --table or --synthetic N)")
+    source = table
+    table, _, n_in_file = _complete_subset(table, work)
     space, iterations, every = _table_layout(table)
     methods = args.methods or [m for m in METHODS if not (args.quick and m in QUICK_SKIP)]
     if "random" not in methods:
@@ -313,8 +347,8 @@ def main() -> None:
                                                       for r in rs), 2),
             "trials_started": round(statistics.mean(r.started for r in rs), 1),
         }
-    meta = {"table": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
-            "variants": n_variants, "iterations": iterations, "eval_interval": every, "seeds": args.seeds,
+    meta = {"table": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
+            "variants": n_variants, "variants_in_file": n_in_file, "iterations": iterations, "eval_interval": every, "seeds": args.seeds,
             "budget_iterations": budget, "cap": args.cap, "workers": args.workers,
             "true_front_size": len(front), "true_front_hv": round(front_hv, 4), "random_final_hv": round(target, 4),
             "elapsed_s": round(time.perf_counter() - t0, 1)}
@@ -322,6 +356,9 @@ def main() -> None:
         print(json.dumps({**out, "_meta": meta}))
         shutil.rmtree(work, ignore_errors=True)
         return
+    if n_variants < n_in_file:
+        print(f"{n_in_file - n_variants} of the table's {n_in_file} variants are not trained to the full budget "
+              "yet: left out")
     print(f"replay table {meta['table']}: {n_variants} variants, {iterations} iterations (eval every {every}); "
           f"true front {len(front)} variants, hypervolume {front_hv:.4g}")
     print(f"budget B = {budget:g} iterations ({budget / iterations:g} full trainings), {args.seeds} seeds, "
