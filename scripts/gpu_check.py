@@ -3,8 +3,8 @@
 1. ``run_training`` with ``scaling.use_gpu: true`` on the generated fixture: Ray Train worker on the
    GPU (NCCL process group), ``norm: auto`` -> SyncBatchNorm, ``runtime.amp: true``, evaluation at the
    end, ONNX export; checked through the MLflow run it leaves (tags ``topnas.device``,
-   ``topnas.norm``, ``topnas.dist_backend``, metric ``val_mIoU``, artifact ``onnx/*.onnx``, which is
-   then run once with ONNX Runtime).
+   ``topnas.norm``, ``topnas.dist_backend``, ``topnas.amp``, metric ``val_mIoU``, artifact
+   ``onnx/*.onnx``, which is then run once with ONNX Runtime).
 2. Training images/s of TopFormer-T/S/B at 512x512, batch 16 (synthetic tensors on the device, so the
    figure is the model + AdamW + AMP step, not the data pipeline), on the GPU and, measured in the
    same run with a few iterations, on this machine's CPU (fp32).
@@ -97,7 +97,7 @@ def check_training(cfg: Any) -> list[str]:
         f"SyncBatchNorm (topnas.norm={tags.get('topnas.norm')})": tags.get("topnas.norm") == "SyncBN",
         f"NCCL process group (topnas.dist_backend={tags.get('topnas.dist_backend')})":
             tags.get("topnas.dist_backend") == "nccl",
-        "AMP on (runtime.amp)": cfg.runtime.amp,
+        f"AMP fp16 autocast (topnas.amp={tags.get('topnas.amp')})": tags.get("topnas.amp") == "true",
         "evaluation logged val_mIoU": math.isfinite(metrics.get("val_mIoU", float("nan"))),
         f"ONNX export logged ({', '.join(onnx_files) or tags.get('topnas.onnx_error', 'none')})": bool(onnx_files),
     }
