@@ -22,7 +22,7 @@ def _canon(ks) -> list:
 
 def _topformer_cases():
     tiny = preset_variant("tiny", (256, 256)).model
-    return [preset_variant("tiny", (256, 256)), preset_variant("small", (224, 288)),
+    return [preset_variant("tiny", (256, 256)),
             Variant(tiny.replace(c2t_stride=4), (256, 256)),                        # pooling as constant matmuls
             Variant(tiny.replace(injection_type="fuse_multi"), (187, 250)),         # odd size, other SIM
             Variant(tiny.replace(injection_type="muli_sum_cbr", head_is_dw=False), (130, 200))]
@@ -79,3 +79,29 @@ def test_bad_onnx_files_are_one_line_errors(tmp_path):
     # a symbolic batch dimension is batch 1
     got = onnx_kernels(_graph("Relu", ["N", 3, 4, 4], tmp_path / "batch.onnx"))
     assert got == [Kernel("elementwise", "relu", ((1, 3, 4, 4),), (1, 3, 4, 4), 48, 384)]
+
+
+def test_exported_public_spaces(tmp_path):
+    """FBNet: the export has the analytic kernels (shuffle as a 5-D transpose). NB201: the exporter's
+    common-subexpression elimination merges the ReLUs that several conv edges apply to the same node."""
+    from topnas.platform.latency.spaces import fbnet, nb201
+
+    arch = "k3_e1_g2|k5_e6|skip|k3_e3|k5_e1_g2|k3_e6|skip|k5_e3|k3_e1|k5_e6|k3_e1_g2|skip|k5_e1|k3_e3|k5_e6|k3_e6|" \
+           "k5_e3|skip|k3_e1|k5_e1_g2|k3_e6|k5_e6"
+    got = onnx_kernels(export(fbnet.build_model(arch), (1, 3, 32, 32), tmp_path / "fb.onnx"))
+    assert kernel_summary(got) == kernel_summary(fbnet.kernels(arch, 32))
+    assert {k.op for k in got if k.type == "layout"} == {"permute"}
+
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    got = onnx_kernels(export(nb201.build_model(arch), (1, 3, 32, 32), tmp_path / "nb.onnx"))
+    want = nb201.kernels(arch, 32)
+    def no_relu(ks):  # kernels other than ReLUs, fused or not
+        return _canon(k._replace(act="") for k in ks if k.op != "relu")
+
+    def relus(ks) -> int:
+        return sum(k.op == "relu" or k.act == "relu" for k in ks)
+
+    assert no_relu(got) == no_relu(want)
+    # per cell one ReLU per source node (3) instead of one per conv edge (6); reductions 2 x 2, 1 last.
+    # (After the merge the stem's output has one reader, so its ReLU fuses: the fusion follows the graph.)
+    assert relus(want) == 15 * 6 + 4 + 1 and relus(got) == 15 * 3 + 4 + 1
