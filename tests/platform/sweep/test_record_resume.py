@@ -6,12 +6,15 @@ the ledger and the pending file must agree at every step.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 
 import pytest
 
 from tests.helpers.mlflow_server import free_port
 from topnas.platform import tracking
+from topnas.platform.cli import main
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep.callback import RecordError, SweepCallback, settle
 from topnas.platform.sweep.records import PendingTrials, SweepState
@@ -48,6 +51,12 @@ def test_unrecorded_trial_is_recorded_on_resume(tmp_path, test_predictor, mlflow
     assert Ledger(cfg.sweep_dir).records() == []
     assert [e["trial_id"] for e in PendingTrials(cfg.sweep_dir).entries()] == ["t0"]
     assert client.get_run(child).info.status == "RUNNING"
+    state.save(cfg.sweep_dir)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["pareto", "show", str(cfg.sweep_dir)]) == 0
+    assert "1 finished trial(s) not recorded yet (t0;" in out.getvalue()
+    assert "topnas sweep --resume rec_resume" in out.getvalue()
 
     with pytest.raises(RecordError) as info:  # the end of the sweep while the server is still down
         settle(cfg, state, down)

@@ -32,6 +32,7 @@ def _show(args: argparse.Namespace) -> int:
     df = load_trials(folder)
     if df.empty:
         print(f"sweep {state.name}: no finished trial yet ({folder})")
+        _say_pending(folder, state.name)
         return 0
     counts = ", ".join(f"{n} {s}" for s, n in sorted(df["status"].value_counts().items()))
     hv = P.hypervolume(P.points_from_records(df.to_dict("records"), OBJECTIVES), state.reference_point, OBJECTIVES)
@@ -39,7 +40,18 @@ def _show(args: argparse.Namespace) -> int:
           f"hypervolume {hv:.4g}")
     print(front_table(df, args.sort, front_only=not args.all))
     print(f"MLflow parent run {state.parent_run_id} at {state.tracking_uri}")
+    _say_pending(folder, state.name)
     return 0
+
+
+def _say_pending(folder, name: str) -> None:
+    """Finished trials whose record failed (pending.jsonl) are not in the table: say so and what to do."""
+    from topnas.platform.sweep.records import PendingTrials
+
+    pending = PendingTrials(folder).entries()
+    if pending:
+        print(f"NOTE: {len(pending)} finished trial(s) not recorded yet ({', '.join(e['trial_id'] for e in pending[:5])}; "
+              f"{PendingTrials(folder).path}): `topnas sweep --resume {name}` records them")
 
 
 def _show_rung(folder, state, args: argparse.Namespace) -> int:
