@@ -367,6 +367,7 @@ def test_finalize_logs_final_metrics_beside_the_promoted_ones(sweep_env, promote
     res = P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-final")
     expected = packaged_predictor().predict(promo.selection.variant)
     assert res.final_miou == pytest.approx(0.5) and res.latency_ms == pytest.approx(expected.ms)
+    assert res.predictor_id == PREDICTOR_ID  # exactly the sweep's predictor
     m = client.get_run(rid).data.metrics
     assert m["final_val_mIoU"] == pytest.approx(0.5)
     assert m["final_latency_ms"] == pytest.approx(expected.ms)
@@ -378,8 +379,10 @@ def test_finalize_logs_final_metrics_beside_the_promoted_ones(sweep_env, promote
     assert mv.tags["topnas.lineage_stage"] == "trained" and mv.tags["topnas.promoted_version"] == "1"
     assert mv.tags["topnas.full_run_id"] == rid and mv.tags["topnas.trial_id"] == "trial_B"
     assert float(mv.tags["topnas.final_mIoU"]) == pytest.approx(0.5)
+    assert mv.tags["topnas.setup.predictor_id"] == PREDICTOR_ID and mv.tags["topnas.setup.input_size"] == "512x512"
     # idempotent: finalizing again keeps the version
-    assert P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-final").version == "2"
+    again = P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-final")
+    assert again.version == "2" and again.predictor_id == PREDICTOR_ID
     summary = json.loads(Path(client.download_artifacts(rid, "promotion/finalize.json", str(sweep_env["root"]))
                               ).read_text())
     assert summary["onnx"] == f"onnx/{promo.selection.variant_id}.onnx"

@@ -945,6 +945,7 @@ class FinalizeResult:
     out_of_range: bool
     onnx_artifact: str
     promoted: dict[str, float]   # proxy mIoU and predicted latency at promotion
+    predictor_id: str = ""       # the predictor that priced the export (<file stem>-<sha256[:10]>)
 
 
 def run_full_training(
@@ -1240,7 +1241,7 @@ def finalize(
     client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
     return FinalizeResult(run_id, model_name, str(mv.version), str(promoted.version) if promoted else None,
                           final_miou, pred.ms, pred.lo, pred.hi, pred.out_of_range, onnx_rel,
-                          promoted_vals)
+                          promoted_vals, choice.id)
 
 
 def setup_differences(champion: Mapping[str, str], candidate: Mapping[str, str]) -> list[str]:
@@ -1260,7 +1261,8 @@ def _result_from_version(mv: ModelVersion, run_id: str, model_name: str) -> Fina
                           _float(t.get(TAG_FINAL_MIOU)), _float(t.get(TAG_FINAL_LAT)), _float(t.get(TAG_FINAL_LAT_LO)),
                           _float(t.get(TAG_FINAL_LAT_HI)), False, t.get(T + "onnx_artifact", ""),
                           {"proxy_mIoU": _float(t.get(TAG_PROXY_MIOU)), "latency_ms": _float(t.get(TAG_LAT)),
-                           "latency_lo": _float(t.get(TAG_LAT_LO)), "latency_hi": _float(t.get(TAG_LAT_HI))})
+                           "latency_lo": _float(t.get(TAG_LAT_LO)), "latency_hi": _float(t.get(TAG_LAT_HI))},
+                          t.get(SETUP_PREDICTOR, ""))
 
 
 # ============================================================================= accept

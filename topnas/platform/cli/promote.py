@@ -189,5 +189,6 @@ def _print_finalize(res) -> None:
     print(f"full run {res.run_id}: final mIoU {_fmt(res.final_miou)} (proxy at promotion {_fmt(p.get('proxy_mIoU'))})")
     print(f"  ONNX {res.onnx_artifact}: predicted {_fmt(res.latency_ms, '.2f')} ms [{_fmt(res.latency_lo, '.2f')}, "
           f"{_fmt(res.latency_hi, '.2f')}] (at promotion {_fmt(p.get('latency_ms'), '.2f')} ms)"
-          + (" OUT OF PREDICTOR RANGE" if res.out_of_range else ""))
+          + (" OUT OF PREDICTOR RANGE" if res.out_of_range else "")
+          + (f"; priced by {res.predictor_id}" if res.predictor_id else ""))
     print(f"  registered {res.model_name} v{res.version} (trained), alias challenger", file=sys.stdout)
