@@ -979,6 +979,16 @@ def run_full_training(
     return finalize(result.mlflow_run_id, tracking_uri=uri, model_name=model_name, predictor=predictor)
 
 
+def _get_run(client: MlflowClient, run_id: str, uri: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError("run", run_id, f"the MLflow run id of a full training at {uri}",
+                          hint=str(exc).splitlines()[0][:200]) from None
+
+
 def _latest_metric(client: MlflowClient, run_id: str, key: str) -> float:
     history = client.get_metric_history(run_id, key)
     if not history:
@@ -1178,7 +1188,7 @@ def finalize(
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     client = tracking.get_client(uri)
-    run = client.get_run(run_id)
+    run = _get_run(client, run_id, uri)
     if run.info.status != "FINISHED":
         raise ConfigError("run", run_id, "a FINISHED full-training run", hint=f"its status is {run.info.status}")
     model_name = run.data.tags.get(TAG_MODEL_NAME) or model_name
