@@ -7,6 +7,10 @@ measurements of the TARGET phone ("shots") then fits non-negative weights over t
 predictions (relative error, ridge toward an equal mix of the source models), so the transfer
 learns which source phones the target resembles and how compute-bound it is, from ten rows.
 
+With twenty shots or more, the target's own data can carry a kernel model: the mix then competes,
+by cross-validated relative error on the shots, with the target's own kernel model and with the
+source-average kernel model refined on the shots (:func:`fit_transfer`).
+
 Runtimes differ in one graph convention that changes kernel lists: whether a computation whose
 result never reaches the output is removed. Each source phone's convention is chosen by held-out
 fit (:func:`fit_device`); the target's bases are offered under both, and the shot fit picks.
@@ -30,8 +34,8 @@ from topnas.platform.latency.metrics import kendall, spearman
 from topnas.platform.latency.predictor import GroupRule, LatencyPredictor, featurize, nnls_relative
 from topnas.platform.latency.spaces import get_space
 
-__all__ = ["ARM_GROUPS", "DeviceModel", "ShotFit", "feature_matrix", "fit_device", "fit_shots", "evaluate",
-           "HOST_TYPE_FALLBACK"]
+__all__ = ["ARM_GROUPS", "DeviceModel", "ShotFit", "Transfer", "feature_matrix", "fit_device", "fit_shots",
+           "fit_transfer", "evaluate", "HOST_TYPE_FALLBACK"]
 
 # Generic kernel groups (no architecture-specific feature): depthwise convolutions are split by
 # kernel size because k3 and k5 depthwise kernels run at very different efficiency on ARM.
@@ -73,6 +77,7 @@ class DeviceModel:
     prune_dead: bool
     coef: np.ndarray
     heldout: dict[str, float] = field(default_factory=dict)
+    by_convention: dict[bool, np.ndarray] = field(default_factory=dict)
 
     def predict(self, space: str, archs: Sequence[str], input_hw: int, prune_dead: bool | None = None) -> np.ndarray:
         pd = self.prune_dead if prune_dead is None else prune_dead
@@ -96,9 +101,10 @@ def fit_device(table: ArchTable, input_hw: int, *, rows: int = DEVICE_ROWS, seed
     sub = tuple(archs[i] for i in np.concatenate([fit_i, test_i]))
     best: DeviceModel | None = None
     best_err = math.inf
+    coefs: dict[bool, np.ndarray] = {}
     for prune in _conventions(table.space):
         F = feature_matrix(table.space, sub, input_hw, prune)
-        coef = nnls_relative(F[:n_fit], y[fit_i], ridge)
+        coef = coefs[prune] = nnls_relative(F[:n_fit], y[fit_i], ridge)
         pred = F[n_fit:] @ coef
         err = float(np.sqrt(np.mean((pred / y[test_i] - 1.0) ** 2)))
         if err < best_err:
@@ -106,7 +112,7 @@ def fit_device(table: ArchTable, input_hw: int, *, rows: int = DEVICE_ROWS, seed
             best = DeviceModel(table.device, prune, coef, {"rmspe": 100 * err, "spearman": spearman(pred, y[test_i]),
                                                             "n_fit": int(n_fit), "n_test": int(len(test_i))})
     assert best is not None
-    return best
+    return DeviceModel(best.device, best.prune_dead, best.coef, best.heldout, coefs)
 
 
 @lru_cache(maxsize=8)
@@ -149,6 +155,95 @@ def fit_shots(B: np.ndarray, y: np.ndarray, names: Sequence[str], n_models: int,
     return ShotFit(list(names), w * level)
 
 
+OWN_MIN_SHOTS = 20      # below this, a kernel model of the target alone is not worth cross-validating
+CV_FOLDS = 5
+
+
+def _cv_error(fit_predict: Any, X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> float:
+    """Relative RMSE of out-of-fold predictions."""
+    idx = np.random.default_rng(seed).permutation(len(y))
+    err = np.empty(len(y))
+    for k in range(folds):
+        test = idx[k::folds]
+        train = np.setdiff1d(idx, test)
+        err[test] = fit_predict(X[train], y[train], X[test]) / y[test] - 1.0
+    return float(np.sqrt(np.mean(err ** 2)))
+
+
+@dataclass
+class Transfer:
+    """The fitted transfer: the source mix, or (with enough shots) the target's own kernel model,
+    whichever has the lower cross-validated relative error on the shots."""
+
+    choice: str
+    predict_rows: Any
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return self.predict_rows(rows)
+
+
+def ridge_to_prior(F: np.ndarray, y: np.ndarray, prior: np.ndarray, lam: float) -> np.ndarray:
+    """Non-negative kernel coefficients fitted on (F, y), pulled toward `prior` (relative error,
+    column-normalised ridge): with few rows the prior's relative kernel costs survive, with many the
+    target's own data win. The prior is first scaled to the rows' level."""
+    from scipy.optimize import nnls
+
+    p = F @ prior
+    level = float(np.mean(y / p)) if np.all(p > 0) else 1.0
+    A = F / y[:, None]
+    norms = np.linalg.norm(A, axis=0)
+    live = norms > 0
+    As = A[:, live] / norms[live]
+    target = prior[live] * level * norms[live]
+    M = np.vstack([As, math.sqrt(lam) * np.eye(As.shape[1])])
+    b = np.concatenate([np.ones(len(y)), math.sqrt(lam) * target])
+    c, _ = nnls(M, b, maxiter=100 * As.shape[1])
+    coef = np.zeros(F.shape[1])
+    coef[live] = c / norms[live]
+    return coef
+
+
+PRIOR_RIDGE = 0.1
+
+
+def fit_transfer(B: np.ndarray, own: dict[str, np.ndarray], y: np.ndarray, shots: np.ndarray, names: Sequence[str],
+                 n_models: int, seed: int = 0, priors: dict[str, np.ndarray] | None = None) -> Transfer:
+    """Fit the transfer on rows `shots` (indices into `B`, the `own` feature matrices and `y`).
+
+    Below :data:`OWN_MIN_SHOTS` it is the source mix (:func:`fit_shots`). From there on, three kinds
+    of candidate compete by cross-validated relative error on the shots: the mix, the target's own
+    kernel model under each graph convention, and the source-average kernel model refined on the
+    shots (:func:`ridge_to_prior`) under each convention; the winner is refitted on all shots.
+    """
+    ys = y[shots]
+    priors = priors or {}
+
+    def mix(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray) -> np.ndarray:
+        return fit_shots(Xtr, ytr, names, n_models).predict(Xte)
+
+    def scratch(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray) -> np.ndarray:
+        return np.maximum(Xte @ nnls_relative(Xtr, ytr, 1e-2), 1e-9)
+
+    mix_fit = fit_shots(B[shots], ys, names, n_models)
+    best = Transfer("mix", lambda rows: mix_fit.predict(B[rows]))
+    if len(shots) < OWN_MIN_SHOTS:
+        return best
+    best_err = _cv_error(mix, B[shots], ys, CV_FOLDS, seed)
+    for conv, F in own.items():
+        err = _cv_error(scratch, F[shots], ys, CV_FOLDS, seed)
+        if err < best_err:
+            coef = nnls_relative(F[shots], ys, 1e-2)
+            best, best_err = Transfer(f"own/{conv}", lambda rows, F=F, c=coef: np.maximum(F[rows] @ c, 1e-9)), err
+        if conv in priors:
+            pr = priors[conv]
+            err = _cv_error(lambda a, b, c, pr=pr: np.maximum(c @ ridge_to_prior(a, b, pr, PRIOR_RIDGE), 1e-9),
+                            F[shots], ys, CV_FOLDS, seed)
+            if err < best_err:
+                coef = ridge_to_prior(F[shots], ys, pr, PRIOR_RIDGE)
+                best, best_err = Transfer(f"prior/{conv}", lambda rows, F=F, c=coef: np.maximum(F[rows] @ c, 1e-9)), err
+    return best
+
+
 def _bases(space: str, archs: Sequence[str], input_hw: int, models: Sequence[DeviceModel],
            host: LatencyPredictor | None) -> tuple[np.ndarray, list[str], int]:
     cols, names = [], []
@@ -169,6 +264,14 @@ def _bases(space: str, archs: Sequence[str], input_hw: int, models: Sequence[Dev
     cols.append(np.ones(len(archs)))
     names.append("constant")
     return np.column_stack(cols), names, n_models
+
+
+def _mean_prior(coefs: Sequence[np.ndarray], F: np.ndarray) -> np.ndarray:
+    """Average of source models, each first scaled to a common level on the target's architectures."""
+    flops = np.zeros(F.shape[1])
+    flops[_macs_columns()] = 1.0   # FLOPs as one more member: a compute-bound phone
+    scaled = [c / float(np.mean(F @ c)) for c in [*coefs, flops]]
+    return np.mean(scaled, axis=0)
 
 
 def _host_kernels(kernels: Sequence[Kernel]) -> list[Kernel]:
@@ -208,16 +311,19 @@ def evaluate(target: ArchTable, sources: Sequence[ArchTable], *, shots: int, rep
     models = [fit_device(s, hw, seed=seed) for s in sources if s.device != target.device]
     B, names, n_models = _bases(space, archs, hw, models, host if not models else None)
     F = feature_matrix(space, archs, hw, False)
+    own = {("pruned" if p else "full_graph"): feature_matrix(space, archs, hw, p) for p in _conventions(space)}
+    priors = {("pruned" if p else "full_graph"): _mean_prior([m.by_convention[p] for m in models], own[
+        "pruned" if p else "full_graph"]) for p in _conventions(space)} if models else {}
     macs = F[:, _macs_columns()].sum(axis=1)
     rng = np.random.default_rng(seed)
     runs: dict[str, list[dict[str, float]]] = {"transfer": [], "flops": [], "scratch": []}
-    weights = []
+    choices: dict[str, int] = {}
     for r in range(repeats):
         perm = rng.permutation(len(archs))
         sh, ev = perm[:shots], perm[shots:]
-        fit = fit_shots(B[sh], y[sh], names, n_models)
-        weights.append(fit.weights)
-        runs["transfer"].append(_scores(fit.predict(B[ev]), y[ev]))
+        fit = fit_transfer(B, own, y, sh, names, n_models, seed=seed + r, priors=priors)
+        choices[fit.choice] = choices.get(fit.choice, 0) + 1
+        runs["transfer"].append(_scores(fit.predict(ev), y[ev]))
         fl = nnls_relative(np.column_stack([np.ones(shots), macs[sh]]), y[sh], 0.0)
         runs["flops"].append(_scores(fl[0] + fl[1] * macs[ev], y[ev]))
         sc = nnls_relative(F[sh], y[sh], 1e-2)
@@ -241,6 +347,6 @@ def evaluate(target: ArchTable, sources: Sequence[ArchTable], *, shots: int, rep
         "seed": int(seed), "n_eval": int(len(archs) - shots), "input_hw": hw,
         "n_degenerate_excluded": int(len(target) - len(archs)),
         "source_conventions": {m.device: ("prune_dead" if m.prune_dead else "full_graph") for m in models},
-        "mean_weights": {n: float(w) for n, w in zip(names, np.mean(weights, axis=0))},
+        "transfer_choices": choices,
     })
     return out
