@@ -91,3 +91,46 @@ def test_logger_survives_a_server_restart(tmp_path, monkeypatch):
         tags = client.get_run(lost_id).data.tags
         assert tags[LOST_TAG] == "4" and "metric loss@2" in tags[LOST_TAG + "_detail"]
         assert _steps(client, lost_id, "loss") == [1]
+
+
+def test_a_training_run_keeps_every_step_across_a_server_restart(make_config, tmp_path, monkeypatch):
+    """The real loop (in-process) logs to a real server that is stopped at iteration 4 and back at 8."""
+    import contextlib
+
+    from mlflow import MlflowClient
+
+    from topnas.platform.train import loop
+
+    iters = 12
+    cfg = make_config(schedule={"max_iters": iters, "warmup_iters": 2},
+                      runtime={"log_interval": 1, "eval_interval": iters, "checkpoint_interval": iters},
+                      scaling={"num_workers": 1}, tracking={"export_onnx": False, "log_checkpoint": False})
+    port, store = free_port(), tmp_path / "server"
+    server = contextlib.ExitStack()
+    uri = server.enter_context(mlflow_server(store, port=port))
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("outage-train")).info.run_id
+    events = []
+
+    def operator(cfg_, job, rank, iteration):  # runs at the top of every iteration
+        if iteration == 4:
+            server.close()
+            events.append("stopped")
+        elif iteration == 8:
+            server.enter_context(mlflow_server(store, port=port))
+            events.append("restarted")
+
+    monkeypatch.setattr(loop, "_maybe_inject_fault", operator)
+    try:
+        summary = loop.run_loop(cfg, loop.TrainJob(cfg.name, str(tmp_path / "run"), run_id, uri),
+                                loop.LocalSession(tmp_path / "run"))
+        assert events == ["stopped", "restarted"] and summary["iteration"] == iters
+        assert "tracking_lost" not in summary
+        for key in ("loss", "lr", "images_per_s"):
+            assert _steps(client, run_id, key) == list(range(1, iters + 1)), key
+        assert _steps(client, run_id, "val_mIoU") == [iters]
+        tags = client.get_run(run_id).data.tags
+        assert LOST_TAG not in tags and tags["topnas.norm"] == "BN"
+        assert [f.path for f in client.list_artifacts(run_id, "eval")] == ["eval/per_class.json"]
+    finally:
+        server.close()
