@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 NUM_SAMPLES = 6
 SWEEP_TIMEOUT_S = 900
+AGENTS_GONE_S = 20  # raywatch: grace 2 s + SIGTERM, SIGKILL 3 s later
 
 
 @dataclass
@@ -42,10 +43,38 @@ class SweepRun:
     before_kill: dict  # trial id -> record, finished before the kill
     budget: float
     logs: tuple[Path, Path]
+    left_after_kill: list[str]  # processes of the killed driver's session still alive AGENTS_GONE_S later
 
 
 def _tail(path: Path, n: int = 4000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else "<no log>"
+
+
+def _session_processes(sid: int) -> list[str]:
+    """``"<pid> <name>"`` of live processes in session ``sid`` (the killed driver's own session)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            out.append(f"{entry} {name}")
+    return out
+
+
+def _wait_session_empty(sid: int, timeout_s: float) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = _session_processes(sid)
+        if not left:
+            return []
+        time.sleep(0.5)
+    return _session_processes(sid)
 
 
 def _kill_group(pgid: int) -> None:
@@ -88,7 +117,7 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
         assert len(done) >= 2, f"no two trials finished in {SWEEP_TIMEOUT_S} s:\n{_tail(first_log)}"
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
         proc.wait(timeout=30)
-        time.sleep(3)
+        left = _wait_session_empty(proc.pid, AGENTS_GONE_S)
     finally:
         _kill_group(proc.pid)  # what Ray left of the first driver's local cluster
     before = {r.trial_id: r for r in ledger.records() if r.status != "infeasible"}
@@ -101,7 +130,7 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
         finally:
             _kill_group(resumed.pid)
     assert rc == 0, f"resume failed ({rc}):\n{_tail(second_log)}"
-    return SweepRun(cfg, cfg.sweep_dir, mlflow_server_uri, before, budget, (first_log, second_log))
+    return SweepRun(cfg, cfg.sweep_dir, mlflow_server_uri, before, budget, (first_log, second_log), left)
 
 
 def _client(uri):
@@ -246,3 +275,15 @@ def test_over_budget_variants_never_train(sweep_run):
     for r in records:
         if r.status == "completed":
             assert r.latency_ms <= sweep_run.budget
+
+
+def test_ray_processes_do_not_outlive_the_killed_driver(sweep_run):
+    """Without the watchdog, ray::DashboardAgent and ray::RuntimeEnvAgent stay alive (Ray 2.60)."""
+    assert sweep_run.left_after_kill == [], sweep_run.left_after_kill
+
+
+def test_every_store_agrees_after_kill_and_resume(sweep_run):
+    from tests.helpers.sweep_checks import check_stores_agree
+
+    counts = check_stores_agree(sweep_run.folder, sweep_run.uri)
+    assert counts["steps"] > 0 and counts["front"] >= 1
