@@ -120,8 +120,7 @@ def _fail_fast(timeout_s: float) -> Iterator[None]:
 class RankZeroLogger:
     """Metric / tag / artifact logging of world-rank 0 that survives a tracking server outage.
 
-    Nothing is logged synchronously-or-lost: every value is queued, then sent; when a send fails the
-    queue is kept and retried with exponential backoff (``backoff_s`` doubling up to
+    Every value is queued, then sent; when a send fails the queue is kept and retried with exponential backoff (``backoff_s`` doubling up to
     ``max_backoff_s``) at the next call, so training never waits on a dead server; :meth:`close`
     retries (blocking) for up to ``close_timeout_s``. At most ``max_pending`` metric values are kept;
     beyond that the oldest are dropped and counted, artifacts of a failed upload are copied aside
