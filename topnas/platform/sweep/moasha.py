@@ -13,8 +13,10 @@ always continues). Candidates are ordered by
 
 The trial continues (is promoted) when it sits in the top ``ceil(n / eta)`` of the ``n`` candidates,
 and **always when it is non-dominated at its rung**: a fast variant on the rung's front is never
-stopped for its mIoU alone (Syne Tune may stop front members when the front is larger than ``n/eta``;
-this scheduler does not). ``objectives=("val_mIoU",)`` gives mIoU-only ASHA with the same rungs,
+stopped for its mIoU alone. Two differences from Syne Tune's MOASHA, which orders a rung by
+non-dominated sort with an epsilon-net inside each front and stops a trial whose rank is below the
+top ``1/eta``: the tie-break here is hypervolume contribution, and a front member is never stopped
+even when the front holds more than ``n/eta`` trials. ``objectives=("val_mIoU",)`` gives mIoU-only ASHA with the same rungs,
 record and resume, which is what ``scheduler: {name: asha}`` runs.
 
 A trial's final evaluation (``iteration >= final_iteration``) is never a stop decision, and rungs
