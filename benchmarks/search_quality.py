@@ -31,7 +31,8 @@ counts iterations.
     python benchmarks/search_quality.py [--table benchmarks/data/<t>.csv] [--seeds 10] [--quick] [--json]
     python benchmarks/search_quality.py --synthetic 48   # a made-up table (replay.write_synthetic_table)
 
-``--json`` prints one object: method -> {compute_to_random_final, true_front_dropped, ...}.
+``--json`` prints one object on stdout: method -> {compute_to_random_final, true_front_dropped, ...}
+(the table, budget and seeds as a second JSON object on stderr).
 """
 from __future__ import annotations
 
@@ -353,7 +354,8 @@ def main() -> None:
             "true_front_size": len(front), "true_front_hv": round(front_hv, 4), "random_final_hv": round(target, 4),
             "elapsed_s": round(time.perf_counter() - t0, 1)}
     if args.json:
-        print(json.dumps({**out, "_meta": meta}))
+        print(json.dumps(out))  # method -> values only; the run's settings go to stderr
+        print(json.dumps(meta), file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
         return
     if n_variants < n_in_file:
