@@ -24,7 +24,7 @@ What the stock searcher does not do, and this subclass does (design notes 1-7):
 * **Early-stopped is not complete** (design note 5): a trial ASHA / MO-ASHA stopped is told PRUNED
   with its partial mIoU and rung only as user attributes (``topnas.partial_val_mIoU``,
   ``topnas.rung``); a failed one FAIL. NSGA-II builds its populations from COMPLETE trials only, GP
-  fits COMPLETE trials only, TPE counts PRUNED trials in its "bad" group: only trials at the full
+  fits COMPLETE trials only, TPE ranks PRUNED trials after every COMPLETE one: only trials at the full
   proxy budget enter a model with their mIoU.
 * **Replay** (``replay:``, :mod:`~topnas.platform.sweep.replay`): a proposal whose variant is not
   in the table, or was evaluated already, is told FAIL (``topnas.snapped_to``) and the nearest table
