@@ -31,11 +31,20 @@ _POLL_S = 1.0
 _HAS_PROC = Path("/proc/self/stat").exists()
 
 
+_LIVE: list["LocalRayWatch"] = []  # keeps every watch (and its pipe) open until released or the process ends
+
+
 class LocalRayWatch:
-    """Handle of a running watchdog; :meth:`release` after ``ray.shutdown()`` ends the watch now."""
+    """Handle of a running watchdog; :meth:`release` after ``ray.shutdown()`` ends the watch now.
+
+    The handle is also kept in a module list: a handle dropped by its caller must not close the
+    pipe (that would tell the watchdog the driver is gone while Ray still serves it).
+    """
 
     def __init__(self, proc: subprocess.Popen | None) -> None:
         self.proc = proc
+        if proc is not None:
+            _LIVE.append(self)
 
     def release(self, wait_s: float = GRACE_S + KILL_AFTER_S + 5.0) -> None:
         if self.proc is None:
@@ -47,6 +56,8 @@ class LocalRayWatch:
         except subprocess.TimeoutExpired:
             pass
         self.proc = None
+        if self in _LIVE:
+            _LIVE.remove(self)
 
 
 def start_local_ray(**init_kwargs: object) -> LocalRayWatch:

@@ -293,7 +293,12 @@ def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str
 
     resumed = _has_checkpoints(run_dir)
     if not ray.is_initialized():
-        ray.init(address=cfg.scaling.ray_address)
+        if cfg.scaling.ray_address or os.environ.get("RAY_ADDRESS"):
+            ray.init(address=cfg.scaling.ray_address)
+        else:  # a local Ray of ours: its agents must not outlive this process (raywatch)
+            from topnas.platform.raywatch import start_local_ray
+
+            start_local_ray()
     _check_cluster(cfg)
     s = cfg.scaling
     resources = {"CPU": s.cpus_per_worker, **s.resources_per_worker}
