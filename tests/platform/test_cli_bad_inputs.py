@@ -47,6 +47,7 @@ def world(tmp_path_factory):
     ok = runs / "sweeps" / "s_ok"
     ok.mkdir()
     sweep["name"] = "s_ok"
+    sweep["proxy"].pop("fidelity", None)  # a path relative to the demo YAML's folder
     (ok / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     R.SweepState("s_ok", parent.info.run_id, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid",
                  status="finished").save(ok)
