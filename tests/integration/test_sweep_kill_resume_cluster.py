@@ -3,8 +3,9 @@
 The cluster is the repo's ``cluster/local/start_local_cluster.sh``: a head with 0 CPUs and one
 worker node with 2 CPUs, so every Ray Train worker (1 CPU) runs on the worker node. The driver
 (``topnas sweep --address``) runs here against a real ``mlflow server``; it is SIGKILLed once one
-trial has finished and another is training on the worker node (checked with Ray's state API), and
-``topnas sweep --resume --address`` finishes the sweep. Then every store must agree
+trial has finished and others train on the worker node (checked with Ray's state API), its
+``topnas sweep --resume --address`` is SIGKILLed again while the resumed trials train, and a second
+resume finishes the sweep. Then every store must agree
 (:func:`tests.helpers.sweep_checks.check_stores_agree`): one ledger line per trial, no metric step
 logged twice, the trial running at the kill closed the same way in MLflow, the ledger and Optuna,
 and ``study.best_trials`` equal to ``topnas pareto show``.
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "cluster" / "local" / "start_local_cluster.sh"
 STOP = ROOT / "cluster" / "local" / "stop_local_cluster.sh"
-NUM_SAMPLES = 3
+NUM_SAMPLES = 4
 TIMEOUT_S = 900
 
 _WHERE_ACTORS = """
@@ -108,35 +109,21 @@ def test_driver_killed_while_trials_train_on_the_worker_node(cluster, mlflow_ser
     client = MlflowClient(tracking_uri=mlflow_server_uri)
     ledger = Ledger(cfg.sweep_dir)
 
-    first_log = tmp_path / "first.log"
-    with open(first_log, "wb") as log:
-        driver = subprocess.Popen([*cmd, str(yaml_path), "--address", cluster["address"]], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    workers: list = []
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline and driver.poll() is None:
-            if any(r.status == "completed" for r in ledger.records()):
-                actors = _actors(cluster, env)
-                workers = [(name, on_head) for name, on_head in actors if "TrainWorker" in name]
-                if workers:
-                    break
-            time.sleep(1)
-        assert driver.poll() is None, f"the sweep ended before it could be killed:\n{_tail(first_log)}"
-        assert workers, f"no trial finished and another trained in {TIMEOUT_S} s:\n{_tail(first_log)}"
-        os.kill(driver.pid, signal.SIGKILL)  # while Ray Train workers of a trial run
-        driver.wait(timeout=30)
-    finally:
-        _kill_session(driver.pid)
+    first = [*cmd, str(yaml_path), "--address", cluster["address"]]
+    resume = [*cmd, "--resume", str(cfg.sweep_dir), "--address", cluster["address"]]
+    # 1. the sweep, killed once a trial has finished and others train on the worker node
+    workers = _kill_while_training(first, tmp_path / "first.log", env, cluster, ledger, after_completed=1)
     assert not any(on_head for _, on_head in workers), workers  # the head has no CPU: all on the worker node
     training = _running_children(client, cfg.sweep_dir, [r for r in ledger.records() if r.status == "completed"])
     assert training, "no child run was training at the kill"
     before = {r.trial_id: r for r in ledger.records()}
-
-    resume_log = tmp_path / "resume.log"
+    # 2. its resume, killed again while the resumed trials train
+    _kill_while_training(resume, tmp_path / "resume1.log", env, cluster, ledger, after_completed=0)
+    # 3. the second resume finishes the sweep
+    resume_log = tmp_path / "resume2.log"
     with open(resume_log, "wb") as log:
-        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--address", cluster["address"]],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        resumed = subprocess.Popen(resume, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             rc = resumed.wait(timeout=TIMEOUT_S)
         finally:
@@ -153,6 +140,37 @@ def test_driver_killed_while_trials_train_on_the_worker_node(cluster, mlflow_ser
         run = client.get_run(old.run_id)
         assert records[trial_id].run_id == old.run_id and run.data.tags["topnas.train_attempts"] == "1"
     assert counts["steps"] > 0
+
+
+def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], cluster: dict, ledger: Ledger,
+                         after_completed: int) -> list[tuple[str, bool]]:
+    """Start a driver, SIGKILL it once >= ``after_completed`` trials finished and Train workers run.
+
+    Waits first until no Train worker of an earlier driver is alive (the cluster ends a dead driver's
+    actors), so the workers seen are this driver's. Returns them as (class name, on the head node).
+    """
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any("TrainWorker" in n for n, _ in _actors(cluster, env)):
+        time.sleep(2)
+    with open(log_path, "wb") as log:
+        driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    workers: list[tuple[str, bool]] = []
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline and driver.poll() is None:
+            if sum(r.status == "completed" for r in ledger.records()) >= after_completed:
+                workers = [(n, head) for n, head in _actors(cluster, env) if "TrainWorker" in n]
+                if workers:
+                    break
+            time.sleep(1)
+        assert driver.poll() is None, f"the driver ended before it could be killed:\n{_tail(log_path)}"
+        assert workers, f"no trial trained within {TIMEOUT_S} s:\n{_tail(log_path)}"
+        os.kill(driver.pid, signal.SIGKILL)  # while Ray Train workers of its trials run
+        driver.wait(timeout=30)
+    finally:
+        _kill_session(driver.pid)
+    return workers
 
 
 def _running_children(client, sweep_dir: Path, done) -> list[str]:
