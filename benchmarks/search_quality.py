@@ -40,6 +40,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import shutil
 import statistics
 import sys
@@ -330,7 +331,8 @@ def main() -> None:
     jobs = [(method, seed) for method in methods for seed in range(args.seeds)]
     common = (table, space, work, iterations, every, args.predictor, args.population, args.reduction_factor,
               reference, args.cap * budget, args.workers)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    # spawn, not fork: the driver process already runs Optuna / Ray threads
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(pool.map(_one, [(m, s, *common) for m, s in jobs]))
     for (method, _), run in zip(jobs, done):
         runs.setdefault(method, []).append(run)
