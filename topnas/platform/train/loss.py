@@ -28,5 +28,6 @@ def seg_cross_entropy(
         labels = labels[:, 0]
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=align_corners)
-    per_pixel = F.cross_entropy(logits.float(), labels.long(), reduction="none", ignore_index=ignore_index)
-    return per_pixel.mean()
+    # sum / all pixels == mmseg's mean with ignored pixels in the denominator, without a per-pixel tensor
+    total = F.cross_entropy(logits.float(), labels.long(), reduction="sum", ignore_index=ignore_index)
+    return total / labels.numel()
