@@ -163,7 +163,7 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
                 run.stopped.add(r["vid"])
         else:
             r["k"] += 1
-    run.consumed = consumed(clock)
+    run.consumed = min(consumed(clock), compute_cap)  # the run stops at the cap, mid-trial if need be
     return run
 
 
@@ -276,7 +276,7 @@ def _default_table() -> Path | None:
     return tables[-1] if tables else None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", help="replay table CSV (default: the newest under benchmarks/data with variants)")
     ap.add_argument("--synthetic", type=int, metavar="N", help="use a made-up table of N variants instead")
@@ -291,7 +291,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="skip gp (seconds per proposal here)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes (default 2)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     _quiet()
     t0 = time.perf_counter()
     # The runs' ledgers and rungs.jsonl fsync every line: on tmpfs that costs nothing.
@@ -331,9 +331,11 @@ def main() -> None:
     jobs = [(method, seed) for method in methods for seed in range(args.seeds)]
     common = (table, space, work, iterations, every, args.predictor, args.population, args.reduction_factor,
               reference, args.cap * budget, args.workers)
-    # spawn, not fork: the driver process already runs Optuna / Ray threads
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        done = list(pool.map(_one, [(m, s, *common) for m, s in jobs]))
+    if args.jobs <= 1:
+        done = [_one((m, s, *common)) for m, s in jobs]
+    else:  # spawn, not fork: the driver process already runs Optuna / Ray threads
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_one, [(m, s, *common) for m, s in jobs]))
     for (method, _), run in zip(jobs, done):
         runs.setdefault(method, []).append(run)
     target = statistics.mean(r.hv_at(budget) for r in runs["random"])
