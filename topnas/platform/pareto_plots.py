@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "LATENCY_LABEL",
+    "latency_label",
     "MIOU_LABEL",
     "OBJECTIVES",
     "add_pareto_column",
@@ -65,6 +66,11 @@ _FRONT_COLOR = "tab:blue"
 _PRESET_COLOR = "tab:orange"
 _INFEASIBLE_COLOR = "tab:red"
 _OTHER_COLOR = "0.6"  # grey
+
+
+def latency_label(predictor: str = "") -> str:
+    """The latency axis title, naming the predictor that priced the front when it is known."""
+    return f"predicted latency (ms; {predictor})" if predictor else LATENCY_LABEL
 
 
 def check_columns(df: pd.DataFrame, required: Sequence[str] = COLUMNS) -> None:
@@ -96,6 +102,7 @@ def write_front_png(
     latency_budget: float | None = None,
     label_all: bool = False,
     dpi: int = 120,
+    predictor: str = "",
 ) -> Path:
     """Scatter of all trials with the front as a step line; returns the written path.
 
@@ -156,7 +163,7 @@ def write_front_png(
     if data.empty:
         ax.text(0.5, 0.5, "no trial with both objectives yet", ha="center", va="center",
                 transform=ax.transAxes, color="0.4")
-    ax.set_xlabel(LATENCY_LABEL)
+    ax.set_xlabel(latency_label(predictor))
     ax.set_ylabel(MIOU_LABEL)
     ax.set_title(title or f"Pareto front: {len(front)} of {len(df)} trials")
     ax.grid(True, alpha=0.3)
@@ -202,7 +209,8 @@ def write_hypervolume_png(
 # --------------------------------------------------------------------------- HTML
 
 
-def write_front_html(df: pd.DataFrame, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+def write_front_html(df: pd.DataFrame, path: str | os.PathLike[str], *, title: str | None = None,
+                     predictor: str = "") -> Path:
     """Interactive, self-contained plotly page (plotly.js inlined, works offline in MLflow's UI).
 
     Hovering a point shows its variant id, objectives, run id and config JSON. Below the chart a
@@ -241,7 +249,7 @@ def write_front_html(df: pd.DataFrame, path: str | os.PathLike[str], *, title: s
         ))
     fig.update_layout(
         title=title or f"Pareto front: {int(is_front.sum())} of {len(df)} trials",
-        xaxis_title=LATENCY_LABEL, yaxis_title=MIOU_LABEL, template="plotly_white",
+        xaxis_title=latency_label(predictor), yaxis_title=MIOU_LABEL, template="plotly_white",
         hoverlabel=dict(align="left", font=dict(family="monospace", size=11)),
     )
     chart = fig.to_html(full_html=False, include_plotlyjs=True)

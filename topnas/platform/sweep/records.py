@@ -267,6 +267,8 @@ class SweepState:
     predictor_id: str
     created: float = 0.0
     status: str = "running"  # running | finished | failed
+    predictor_label: str = ""        # device + predictor id, for plot axes and tables
+    predictor_provenance: str = ""   # what the latency numbers rest on (calibration sources)
 
     def save(self, sweep_dir: str | os.PathLike[str]) -> Path:
         path = Path(sweep_dir) / STATE_FILE

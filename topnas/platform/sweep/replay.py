@@ -174,7 +174,8 @@ def _load(path: str, stamp: tuple[int, ...], seed: int | None, space_json: str, 
 
 
 def run_replay_trial(trial_id: str, cfg: SweepConfig, meta: Mapping[str, Any], point: Mapping[str, Any],
-                     variant: Variant, extra: Mapping[str, Any], tracker: Any, predictor_id: str) -> None:
+                     variant: Variant, extra: Mapping[str, Any], tracker: Any, predictor_id: str,
+                     predictor_provenance: str = "") -> None:
     """The trial function's body in replay mode: report the table's evaluations to Tune, as training would."""
     from ray import tune
 
@@ -187,7 +188,7 @@ def run_replay_trial(trial_id: str, cfg: SweepConfig, meta: Mapping[str, Any], p
         raise RuntimeError(f"trial {trial_id}: variant {variant.id} is not in the replay table {cfg.replay.table}")
     tags = {**child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, "running"), "topnas.replay": "true"}
     run_id, reused = tracker.create_child(f"sweep:{cfg.name}:trial:{trial_id}", run_name_of(trial_id, variant.id),
-                                          tags, child_params(point, variant, meta, predictor_id), child_metrics(meta))
+                                          tags, child_params(point, variant, meta, predictor_id, predictor_provenance), child_metrics(meta))
     logged = {int(m.step) for m in tracker.client.get_metric_history(run_id, "val_mIoU")} if reused else set()
     delay = cfg.replay.delay_s if cfg.replay else 0.0
     for it, value in curve.items():

@@ -216,7 +216,8 @@ def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]
         raise ConfigError("name", cfg.name, "a sweep name not used in this MLflow experiment",
                           hint=f"run {parent.info.run_id} of experiment {cfg.experiment!r} is sweep {cfg.name!r} "
                                f"but {folder} does not hold it; choose another name")
-    state = R.SweepState(cfg.name, parent.info.run_id, exp_id, uri, reference, info["id"], created=time.time())
+    state = R.SweepState(cfg.name, parent.info.run_id, exp_id, uri, reference, info["id"], created=time.time(),
+                         predictor_label=info["label"], predictor_provenance=info["provenance"])
     (folder / R.CONFIG_FILE).write_text(cfg.to_yaml())
     (folder / R.SPACE_FILE).write_text(yaml.safe_dump({"search_space": cfg.space.to_dict()}, sort_keys=False,
                                                       default_flow_style=None))
@@ -243,7 +244,7 @@ def _log_parent(cfg: SweepConfig, client: Any, run_id: str, info: dict[str, Any]
         "git_commit": tracking.git_commit() or "unknown",
     })
     params.update(tracking.flatten_params({"predictor": {k: info[k] for k in ("id", "path", "schema", "created",
-                                                                              "device", "interval")}}))
+                                                                              "device", "interval", "provenance")}}))
     fidelity = fidelity_of(cfg)  # the proxy's measured seed noise vs spread, when the YAML names a table
     if fidelity is not None:
         params.update(fidelity_params(fidelity))
@@ -279,7 +280,8 @@ def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str,
     from topnas.platform.sweep.searcher import SweepSearch
     from topnas.platform.sweep.trial import TrialContext, run_trial
 
-    ctx = TrialContext(cfg, state.tracking_uri, state.experiment_id, state.parent_run_id, predictor_id)
+    ctx = TrialContext(cfg, state.tracking_uri, state.experiment_id, state.parent_run_id, predictor_id,
+                       state.predictor_provenance)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_RESOURCES)
     tune_dir = cfg.sweep_dir / R.TUNE_DIR
     with env_default(SNAPSHOT_ENV, SNAPSHOT_PERIOD_S):
@@ -288,7 +290,7 @@ def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str,
             tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False,
                                        restart_errored=False)
         else:
-            searcher = SweepSearch(cfg, tracker, predictor_id)
+            searcher = SweepSearch(cfg, tracker, predictor_id, predictor_provenance=state.predictor_provenance)
             num_samples = cfg.num_samples
             if resume:  # killed before Tune's first snapshot: no Tune trial to restore
                 searcher.fail_stale_trials()

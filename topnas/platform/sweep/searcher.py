@@ -107,11 +107,13 @@ class SweepSearch(OptunaSearch):
             driver passes an in-memory one: nothing there resumes).
     """
 
-    def __init__(self, cfg: SweepConfig, tracker: SweepTracker, predictor_id: str, storage: Any = None) -> None:
+    def __init__(self, cfg: SweepConfig, tracker: SweepTracker, predictor_id: str, storage: Any = None,
+                 predictor_provenance: str = "") -> None:
         cfg.sweep_dir.mkdir(parents=True, exist_ok=True)
         self._cfg = cfg
         self._tracker = tracker
         self._predictor_id = predictor_id
+        self._predictor_provenance = predictor_provenance
         self._meta: dict[str, dict[str, Any]] = {}
         self._launched: dict[str, str] = {}  # variant id -> Ray trial id launched by this driver
         super().__init__(
@@ -249,7 +251,7 @@ class SweepSearch(OptunaSearch):
         tags[R.REASON_TAG] = reason
         run_id, _ = self._tracker.create_child(
             f"sweep:{cfg.name}:optuna:{number}", f"{trial_id}-{variant.id}", tags,
-            child_params(point, variant, meta, self._predictor_id), child_metrics(meta, complexity))
+            child_params(point, variant, meta, self._predictor_id, self._predictor_provenance), child_metrics(meta, complexity))
         self._tracker.finish_child(run_id, "infeasible", reason, "FINISHED")
         return R.TrialRecord(
             trial_id=trial_id, variant_id=variant.id, status="infeasible", reason=reason, optuna_trial=number,

@@ -44,10 +44,13 @@ def child_tags(sweep: str, trial_id: str, optuna_trial: int | None, variant: Any
     }
 
 
-def child_params(point: Mapping[str, Any], variant: Any, estimate: Mapping[str, Any], predictor_id: str) -> dict[str, str]:
+def child_params(point: Mapping[str, Any], variant: Any, estimate: Mapping[str, Any], predictor_id: str,
+                 predictor_provenance: str = "") -> dict[str, str]:
     params = {f"search.{k}": str(v) for k, v in point.items()}
     params["variant.id"] = variant.id
     params["latency.predictor_id"] = predictor_id
+    if predictor_provenance:
+        params["latency.predictor_provenance"] = predictor_provenance
     params["latency.out_of_range"] = str(bool(estimate.get("out_of_range", False)))
     return params
 

@@ -43,6 +43,7 @@ class TrialContext:
     experiment_id: str
     parent_run_id: str
     predictor_id: str
+    predictor_provenance: str = ""
 
 
 class SweepReportCallback(TuneReportCallback):
@@ -81,7 +82,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if cfg.replay is not None:  # read the benchmark table instead of training (replay.py)
         from topnas.platform.sweep.replay import run_replay_trial
 
-        run_replay_trial(trial_id, cfg, meta, point, variant, extra, tracker, ctx.predictor_id)
+        run_replay_trial(trial_id, cfg, meta, point, variant, extra, tracker, ctx.predictor_id,
+                         ctx.predictor_provenance)
         return
 
     existing = tracker.child_of_trial(trial_id)
@@ -101,7 +103,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if "latency_ms" not in client.get_run(run_id).data.metrics:  # first attempt: what is known before training
         from topnas.platform import tracking
 
-        tracking.log_params_batched(client, run_id, child_params(point, variant, meta, ctx.predictor_id))
+        tracking.log_params_batched(client, run_id, child_params(point, variant, meta, ctx.predictor_id,
+                                                                     ctx.predictor_provenance))
         tracker.log_metrics(run_id, child_metrics(meta, estimates.complexity_of(variant)), step=0)
     try:
         result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
