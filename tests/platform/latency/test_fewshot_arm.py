@@ -133,3 +133,42 @@ def test_packaged_phone_predictor_provenance_and_mix_flag():
     pred = p.predict(far)
     assert pred.out_of_range and any("share of" in r for r in pred.reasons)
     assert pred.lo < pred.ms < pred.hi
+
+
+def test_host_predictor_alone_is_a_prior(slices):
+    from topnas.platform.latency.predictor import packaged_predictor
+
+    target = read_arch_table(slices["samsung_a50"], "nb201")
+    r = evaluate(target, [], shots=10, repeats=2, host=packaged_predictor("local_cpu_ort"))
+    assert r["sources"] == ["host"] and r["n_eval"] > 1000
+    assert 0.5 < r["spearman_mean"] <= 1
+
+
+def test_plan_starts_from_presets_and_beats_random_picks():
+    import random
+
+    import numpy as np
+
+    from topnas.platform.latency.plan import mix_matrix, plan_variants
+    from topnas.platform.latency.predictor import packaged_predictor
+    from topnas.search_spaces import default_space
+
+    space, pred = default_space(), packaged_predictor()
+    chosen = plan_variants(space, n=8, pool=60, seed=3, predictor=pred)
+    assert len({v.id for v in chosen}) == 8
+    assert chosen[0].name in ("tiny", "small", "base")   # the presets come first
+
+    def logdet(vs):
+        X = mix_matrix(vs, pred)
+        return np.linalg.slogdet(X.T @ X + 1e-3 * np.eye(X.shape[1]))[1]
+
+    rng = random.Random(3)
+    randoms = [[space.sample(rng) for _ in range(8)] for _ in range(5)]
+    # same standardisation for every set: score each set inside the union of all candidates
+    union = chosen + [v for vs in randoms for v in vs]
+    X = mix_matrix(union, pred)
+    def ld(idx):
+        M = X[idx]
+        return np.linalg.slogdet(M.T @ M + 1e-3 * np.eye(X.shape[1]))[1]
+    best_random = max(ld(list(range(8 + 8 * i, 16 + 8 * i))) for i in range(5))
+    assert ld(list(range(8))) > best_random

@@ -44,7 +44,10 @@ def plan_variants(space: Any, n: int = 12, pool: int = 500, seed: int = 0, predi
     if pool < n:
         raise ConfigError("--pool", pool, f"an integer >= --num-samples ({n})")
     predictor = predictor or packaged_predictor()
-    start = calibration_variants(space, n=0, presets=True, corners=False)[:n]
+    # the official presets at the space's first input size anchor the set (they are what users compare with)
+    size = tuple(space.input_sizes[0])
+    start = [v for v in calibration_variants(space, n=0, presets=True, corners=False)
+             if tuple(v.input_size) == size][:min(3, n - 1)]
     rng = random.Random(seed)
     seen = {v.id for v in start}
     cands = list(start)
