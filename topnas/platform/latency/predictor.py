@@ -1,10 +1,11 @@
 """Operator-level latency predictor in the spirit of nn-Meter, fitted on a calibration set.
 
-The variant's latency graph is cut into kernels (:mod:`topnas.platform.latency.kernels`, taken from
-the model and reproduced analytically from the config). Kernels are grouped by type (``conv1x1``,
-``dwconv``, ``conv``, ``matmul``, ``softmax``, ``pool``, ``resize``, ``elementwise``, ``layout``), and
-each group's time is modelled as ``a * MACs + b * bytes + c * count`` (throughput, memory traffic,
-per-kernel overhead), plus one per-inference overhead::
+A network's latency graph is cut into generic kernels (:mod:`topnas.platform.latency.kernels`: from
+a TopFormer config, a traced PyTorch model or an exported ONNX graph). Kernels are grouped by
+:class:`GroupRule` (a kernel type, optionally one kernel size: the host predictor uses one group per
+type, the phone predictor splits depthwise convolutions by kernel size), and each group's time is
+modelled as ``a * MACs + b * bytes + c * count`` (throughput, memory traffic, per-kernel overhead),
+plus one per-inference overhead::
 
     latency_ms = intercept + sum_g (a_g * MACs_g + b_g * bytes_g + c_g * count_g)
 
@@ -14,14 +15,17 @@ coefficients on features that only grow with width and depth make the predictor 
 or deeper variant is never predicted faster than its smaller twin.
 
 Every :class:`Prediction` carries an interval (quantiles of the leave-one-out log residuals of the
-fit) and an out-of-range flag (a feature outside the calibration set's range). A predictor is plain
+fit) and an out-of-range flag (a feature outside the calibration set's range, or a kernel group's
+share of the predicted time outside what the calibration covered). A predictor is plain
 JSON (no pickle) holding its device/runtime, calibration metadata, coefficients, interval and
 ranges; loading it imports neither torch nor pandas and a prediction takes microseconds.
 
 Few-shot transfer (:meth:`LatencyPredictor.transfer`): a new device is modelled as the base
 device with one scale per kernel group, ``latency_new = sum_g s_g * t_g(base)``, the scales shrunk
 toward one common scale (ridge on the group's share of latency), so a handful of measured variants
-(the published Snapdragon 865 presets) is enough.
+is enough. The shipped phone predictor is built differently, from real ARM phone data
+(:mod:`topnas.platform.latency.snapdragon`); :meth:`LatencyPredictor.provenance` says what any
+predictor rests on.
 
 Example::
 
