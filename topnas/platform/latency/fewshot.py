@@ -115,13 +115,9 @@ def fit_device(table: ArchTable, input_hw: int, *, rows: int = DEVICE_ROWS, seed
     return DeviceModel(best.device, best.prune_dead, best.coef, best.heldout, coefs)
 
 
-@lru_cache(maxsize=8)
-def _has_dead_code(space: str) -> bool:
-    return space == "nb201"
-
-
 def _conventions(space: str) -> tuple[bool, ...]:
-    return (False, True) if _has_dead_code(space) else (False,)
+    """The graph conventions worth fitting: with and without dead-code removal, where it can matter."""
+    return (False, True) if get_space(space).HAS_DEAD_CODE else (False,)
 
 
 @dataclass

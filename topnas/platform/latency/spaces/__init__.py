@@ -1,6 +1,6 @@
 """Public NAS spaces with real ARM-phone latency data, as kernel lists (and torch modules).
 
-A space module exposes ``NAME``, ``DEFAULT_INPUT`` (the input side that fits the phone data best),
+A space module exposes ``NAME``, ``DEFAULT_INPUT`` (the input side of the phone data), ``HAS_DEAD_CODE``,
 ``parse(arch) -> tuple`` (raises :class:`ValueError` naming what is wrong) and
 ``kernels(arch, input_hw) -> tuple[Kernel, ...]``: the same generic kernels the latency predictor
 takes from any traced or exported graph, so a predictor fitted on these phones prices TopFormer

@@ -25,6 +25,7 @@ __all__ = ["NAME", "BLOCKS", "DEFAULT_INPUT", "parse", "kernels", "build_model",
 
 NAME = "fbnet"
 DEFAULT_INPUT = 32
+HAS_DEAD_CODE = False  # every block feeds the next
 STAGE_BLOCKS = (1, 4, 4, 4, 4, 4, 1)
 STAGE_CHANNELS = (16, 24, 32, 64, 112, 184, 352)
 STAGE_STRIDES = (1, 1, 2, 2, 1, 2, 1)

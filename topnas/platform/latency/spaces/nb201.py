@@ -43,6 +43,7 @@ __all__ = ["NAME", "OPS", "DEFAULT_INPUT", "parse", "kernels", "build_model", "i
 NAME = "nb201"
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DEFAULT_INPUT = 32
+HAS_DEAD_CODE = True  # an edge into a node that never reaches the cell output computes nothing used
 STAGE_CHANNELS = (16, 32, 64)
 CELLS_PER_STAGE = 5
 NUM_CLASSES = 100
