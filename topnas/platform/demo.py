@@ -135,8 +135,8 @@ def run_demo(
 
         _step(echo, 3, "Pareto front (val mIoU vs predicted Snapdragon 865 latency)")
         echo(front_table(table_df, "latency_ms", front_only=False))
-        echo(f"   open the MLflow UI:  mlflow ui --backend-store-uri {uri} --port 5000")
-        echo("   then http://127.0.0.1:5000 -> experiment topnas-sweeps -> run "
+        echo(f"   open the MLflow UI (and optuna-dashboard):  topnas ui {cfg.sweep_dir}")
+        echo("   then the printed MLflow URL -> run "
              f"{cfg.name} -> Artifacts: pareto_front.png, pareto_front.html, hypervolume.png")
 
         # 4. promote the knee, train it (scaled down), finalize, accept

@@ -15,7 +15,7 @@ from typing import Sequence
 from topnas.errors import TopnasError
 
 # noun -> module under topnas.platform.cli
-NOUNS = ("model", "export", "data", "train", "latency", "sweep", "pareto", "promote", "demo")
+NOUNS = ("model", "export", "data", "train", "latency", "sweep", "pareto", "promote", "ui", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
