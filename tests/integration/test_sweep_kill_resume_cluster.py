@@ -60,8 +60,8 @@ def cluster(tmp_path_factory):
         assert info["nodes"] == 2
         yield info
     finally:
-        subprocess.run(["bash", str(STOP), "--state", str(state)], env=env, capture_output=True, text=True,
-                       timeout=200)
+        subprocess.run(["bash", str(STOP), "--state", str(state), "--grace", "10"], env=env, capture_output=True,
+                       text=True, timeout=200)
         ray_tmp = state / "ray_tmp"
         if ray_tmp.is_file():
             shutil.rmtree(ray_tmp.read_text().strip(), ignore_errors=True)
