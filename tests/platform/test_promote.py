@@ -289,8 +289,8 @@ def test_promote_writes_yaml_and_registers_challenger_with_lineage(record, sweep
 def test_cli_refuses_off_front_and_force_registers(sweep_env, tmp_path, capsys):
     from topnas.platform.cli import main
 
-    base = ["promote", "--sweep", SWEEP, "--tracking-uri", sweep_env["uri"], "--out-dir", str(tmp_path),
-            "--model-name", "m-cli", "--no-launch"]
+    base = ["promote", "select", SWEEP, "--tracking-uri", sweep_env["uri"], "--out-dir", str(tmp_path),
+            "--model-name", "m-cli"]
     assert main(base + ["--trial", "trial_D"]) == 2
     err = capsys.readouterr().err
     assert "not on the Pareto front" in err and "trial_B" in err

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from topnas.errors import TopnasError
 
@@ -18,13 +18,31 @@ from topnas.errors import TopnasError
 NOUNS = ("model", "export", "data", "train", "latency", "sweep", "pareto", "promote", "ui", "demo")
 
 
+class _RootParser(argparse.ArgumentParser):
+    """The ``topnas`` parser: a noun module's ``legacy_argv(tokens)`` turns an old spelling of its
+    arguments into the current one before parsing, so old command lines (scripts, Ray job
+    entrypoints already submitted) keep working while ``--help`` shows only the current spelling."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.rewrites: dict[str, Callable[[list[str]], list[str]]] = {}
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self.rewrites:
+            args = list(sys.argv[1:] if args is None else args)
+            i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+            if i is not None and args[i] in self.rewrites:
+                args = args[:i + 1] + self.rewrites[args[i]](args[i + 1:])
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _RootParser(
         prog="topnas",
         description="Ray-distributed experiment and architecture search platform for TopFormer.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="noun", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="noun", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for noun in NOUNS:
         try:
             module = importlib.import_module(f"topnas.platform.cli.{noun}")
@@ -33,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+        if hasattr(module, "legacy_argv"):
+            parser.rewrites[noun] = module.legacy_argv
     return parser
 
 

@@ -1,4 +1,5 @@
-"""`topnas export`: ONNX in the official latency protocol (stride-8 logits, BN folded)."""
+"""`topnas model export` (also `topnas export`, its first spelling): ONNX in the official latency
+protocol (stride-8 logits, BN folded)."""
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a variant to ONNX (official latency graph)")
+HELP = "export a variant to ONNX (official latency graph)"
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """The export options and action, shared by `topnas model export` and `topnas export`."""
     add_variant_args(p)
     p.add_argument("-o", "--output", required=True, help="output .onnx path")
     p.add_argument("--checkpoint", help="official or topnas checkpoint to load first")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 13)")
     p.set_defaults(func=_export)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    add_export_args(sub.add_parser("export", help="same as `topnas model export`", description=HELP))

@@ -1,4 +1,4 @@
-"""`topnas model summary`: per-stage shapes, params and MACs of a preset or a variant file."""
+"""`topnas model summary|sample|export`: inspect, sample and export TopFormer variants."""
 from __future__ import annotations
 
 import argparse
@@ -64,7 +64,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="inspect TopFormer variants")
+    p = sub.add_parser("model", help="inspect, sample and export TopFormer variants")
     msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = msub.add_parser("summary", help="per-stage shapes, params and MACs")
     add_variant_args(s)
@@ -75,3 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=".", help="output folder")
     s.set_defaults(func=_sample)
+    from topnas.platform.cli.export import HELP, add_export_args  # export.py imports this module
+
+    add_export_args(msub.add_parser("export", help=HELP, description=HELP))

@@ -1,4 +1,10 @@
-"""`topnas promote`: a Pareto-front variant -> 160k YAML, registry challenger, full training, champion."""
+"""`topnas promote select|run|finalize|accept`: a Pareto-front variant -> 160k YAML, registry
+challenger, full training, champion.
+
+The flag spellings of earlier versions (``--sweep NAME [--no-launch]``, ``--finalize RUN``,
+``--accept RUN``, ``--run-full YAML``) are rewritten to these sub-verbs before parsing
+(:func:`legacy_argv`), so old scripts and the Ray jobs already submitted keep working.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,71 +14,130 @@ import sys
 from topnas.errors import ConfigError
 
 EPILOG = """examples:
-  topnas promote --sweep demo_fixture --knee                       # YAML + registry + local full run
-  topnas promote --sweep demo_fixture --max-latency-ms 30 --no-launch
-  topnas promote --sweep demo_fixture --trial 3c1a_00004 --force   # off the front, on purpose
-  topnas promote --sweep demo_fixture --knee --address http://127.0.0.1:8265   # Ray job
-  topnas promote --sweep demo_fixture --knee --scale-down          # the demo: fixture-sized full run
-  topnas promote --finalize <mlflow run id>    # final mIoU + export latency, trained model version
-  topnas promote --accept <mlflow run id>      # alias champion moves unless the champion dominates
+  topnas promote run demo_fixture --knee                       # YAML + registry + local full run
+  topnas promote select demo_fixture --max-latency-ms 30       # YAML + registry only
+  topnas promote select demo_fixture --trial 3c1a_00004 --force   # off the front, on purpose
+  topnas promote run demo_fixture --knee --address http://127.0.0.1:8265   # Ray job
+  topnas promote run demo_fixture --knee --scale-down          # the demo: fixture-sized full run
+  topnas promote finalize <mlflow run id>    # final mIoU + export latency, trained model version
+  topnas promote accept <mlflow run id>      # alias champion moves unless the champion dominates
 
-The full run is `topnas promote --run-full <yaml> --run-name NAME --model-name M --model-version V`:
-`topnas train` of the YAML, then the --finalize step, in one process (the Ray job's entrypoint).
+The full run is `topnas promote run --yaml <yaml> --run-name NAME --model-name M --model-version V`:
+`topnas train` of the YAML, then the finalize step, in one process (the Ray job's entrypoint).
+Old spellings still work: --sweep NAME (= run, or select with --no-launch), --finalize RUN,
+--accept RUN, --run-full YAML (= run --yaml YAML).
 """
+VERBS = ("select", "run", "finalize", "accept")
+# old mode flag -> (verb, option the value goes to; None: the positional)
+LEGACY_MODES = {"--sweep": ("run", None), "--finalize": ("finalize", None), "--accept": ("accept", None),
+                "--run-full": ("run", "--yaml")}
+
+
+def legacy_argv(tokens: list[str]) -> list[str]:
+    """``promote``'s arguments in an old spelling -> the sub-verb spelling (anything else unchanged).
+
+    ``--sweep N ... --no-launch`` -> ``select N ...``; ``--sweep N ...`` -> ``run N ...``;
+    ``--finalize R`` / ``--accept R`` -> ``finalize R`` / ``accept R``; ``--run-full Y`` ->
+    ``run --yaml Y``. Zero or several mode flags are left for argparse to reject.
+    """
+    if not tokens or tokens[0] in VERBS or not tokens[0].startswith("-"):
+        return tokens
+    found = []  # (index, flag, value, tokens used)
+    for i, tok in enumerate(tokens):
+        flag, eq, value = tok.partition("=")
+        if flag in LEGACY_MODES:
+            if eq:
+                found.append((i, flag, value, 1))
+            elif i + 1 < len(tokens):
+                found.append((i, flag, tokens[i + 1], 2))
+    if len(found) != 1:
+        return tokens
+    i, flag, value, used = found[0]
+    rest = tokens[:i] + tokens[i + used:]
+    verb, option = LEGACY_MODES[flag]
+    if flag == "--sweep" and "--no-launch" in rest:
+        verb = "select"
+        rest = [t for t in rest if t != "--no-launch"]
+    return [verb, *([option, value] if option else [value]), *rest]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("promote", help="promote a Pareto-front variant to the full 160k training",
                        description="Pick a variant on a sweep's Pareto front, write its 160k ADE20K YAML, "
-                                   "register it (alias challenger) and launch its full training.",
+                                   "register it (alias challenger), train it, finalize, accept.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--sweep", help="sweep name (under <runs>/sweeps), sweep folder, or MLflow sweep tag")
-    mode.add_argument("--finalize", metavar="RUN", help="finalize full-training MLflow run RUN")
-    mode.add_argument("--accept", metavar="RUN", help="move alias champion to RUN's model unless dominated")
-    mode.add_argument("--run-full", metavar="YAML", help="(job entrypoint) train YAML, then finalize")
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
+    s = psub.add_parser("select", help="pick a front member, write its 160k YAML, register it (no training)")
+    s.add_argument("sweep", metavar="SWEEP", help="sweep name (under <runs>/sweeps), sweep folder, or MLflow "
+                                                 "sweep tag")
+    _selection_args(s)
+    s.set_defaults(func=_select)
+
+    r = psub.add_parser("run", help="select, then train the full run (here or as a Ray job) and finalize it")
+    r.add_argument("sweep", metavar="SWEEP", nargs="?", help="sweep name, sweep folder, or MLflow sweep tag")
+    r.add_argument("--yaml", metavar="YAML", help="(the Ray job's entrypoint, instead of SWEEP) train this "
+                                                  "promoted YAML, then finalize")
+    _selection_args(r)
+    r.add_argument("--run-name", help="(with --yaml) the full run's name")
+    r.add_argument("--model-version", help="(with --yaml) the promoted model version")
+    r.add_argument("--address", help="Ray dashboard / Jobs API URL (http://HOST:8265): submit a Ray job "
+                                     "instead of training in this process")
+    r.add_argument("--cluster-python", help="interpreter on the cluster nodes (default: this one; "
+                                            "$TOPNAS_CLUSTER_PYTHON)")
+    r.add_argument("--cluster-tracking-uri", help="MLflow URI as the cluster sees it (default: the one used here)")
+    r.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra job env var (repeatable)")
+    r.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="with --address: seconds to wait for the job's MLflow run to appear (default 60)")
+    _predictor_arg(r)
+    r.set_defaults(func=_run)
+
+    f = psub.add_parser("finalize", help="final mIoU + ONNX latency of a full run; registers the trained model")
+    f.add_argument("run_id", metavar="RUN", help="the full-training MLflow run id")
+    _common_args(f)
+    _predictor_arg(f)
+    f.set_defaults(func=_finalize)
+
+    a = psub.add_parser("accept", help="move alias champion to RUN's model unless the champion dominates it")
+    a.add_argument("run_id", metavar="RUN", help="the MLflow run id of a finished full training run")
+    a.add_argument("--force", action="store_true", help="compare runs that differ in dataset, classes, input "
+                                                        "size, iterations or predictor")
+    _common_args(a)
+    _predictor_arg(a)
+    a.set_defaults(func=_accept)
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-name", default=None,
+                   help="registered model (default: sweep YAML tracking.registered_model, else topformer-ade20k)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, the sweep's, or "
+                                          "runs/mlflow.db)")
+
+
+def _predictor_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictor", help="latency predictor JSON or packaged name that prices the full run's "
+                                       "ONNX export (default: exactly the one the sweep recorded; an error if "
+                                       "it cannot be found)")
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
     pick = p.add_mutually_exclusive_group()
     pick.add_argument("--trial", help="trial id, variant id or child run id to promote")
     pick.add_argument("--max-latency-ms", type=float, metavar="MS",
                       help="the most accurate front member with predicted latency <= MS")
     pick.add_argument("--knee", action="store_true", help="the knee of the front")
-    p.add_argument("--force", action="store_true", help="promote a trial that is not on the front; with "
-                   "--accept: compare runs that differ in dataset, classes, input size, iterations or predictor")
-
-    p.add_argument("--model-name", default=None,
-                   help="registered model (default: sweep YAML tracking.registered_model, else topformer-ade20k)")
-    p.add_argument("--model-version", help="(with --run-full) the promoted model version")
-    p.add_argument("--run-name", help="(with --run-full) the full run's name")
+    p.add_argument("--force", action="store_true", help="promote a trial that is not on the front")
+    _common_args(p)
     p.add_argument("--out-dir", help="where promoted YAMLs go (default experiments/promoted)")
     p.add_argument("--scale-down", nargs="?", const=True, default=False, metavar="FIXTURE_YAML",
                    help="train a scaled-down copy (same recipe; dataset, crop, workers, iterations of "
                         "FIXTURE_YAML, default experiments/demo_tiny_fixture.yaml)")
     p.add_argument("--max-iters", type=int, help="with --scale-down: iterations of the scaled-down run")
-    p.add_argument("--no-launch", action="store_true", help="write the YAML and register; do not train")
-    p.add_argument("--address", help="Ray dashboard / Jobs API URL (http://HOST:8265): submit a Ray job "
-                                     "instead of training in this process")
-    p.add_argument("--cluster-python", help="interpreter on the cluster nodes (default: this one; "
-                                            "$TOPNAS_CLUSTER_PYTHON)")
-    p.add_argument("--cluster-tracking-uri", help="MLflow URI as the cluster sees it (default: the one used here)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra job env var (repeatable)")
-    p.add_argument("--wait", type=float, default=60.0, metavar="S",
-                   help="with --address: seconds to wait for the job's MLflow run to appear (default 60)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, the sweep's, or runs/mlflow.db)")
-    p.add_argument("--predictor", help="latency predictor JSON or packaged name that prices the full run's "
-                                       "ONNX export (default: exactly the one the sweep recorded; an error if "
-                                       "it cannot be found)")
     p.add_argument("--storage", help="sweeps folder (default <runs>/sweeps)")
-    p.set_defaults(func=_promote)
 
 
-def _promote(args: argparse.Namespace) -> int:
-    if args.finalize:
-        return _finalize(args)
-    if args.accept:
-        return _accept(args)
-    if args.run_full:
-        return _run_full(args)
+def _promotion(args: argparse.Namespace):
+    """Select a front member of ``args.sweep``, write its YAML and register it; printed."""
     if not (args.trial or args.max_latency_ms is not None or args.knee):
         raise ConfigError("selection", None, "one of --trial ID, --max-latency-ms MS, --knee")
     if args.max_iters is not None and not args.scale_down:
@@ -85,12 +150,34 @@ def _promote(args: argparse.Namespace) -> int:
     promo = P.promote(sel, record, model_name=args.model_name, out_dir=args.out_dir,
                       scale_down=args.scale_down, max_iters=args.max_iters)
     _print_promotion(promo, record)
-    if args.no_launch:
-        print("not launched (--no-launch). Start the full training with:")
-        print("  topnas " + " ".join(P.full_run_command(promo, "python", str(promo.train_yaml))[3:]))
-        print(f"  or: topnas train {promo.train_yaml} --run-name {promo.run_name}  "
-              f"then  topnas promote --finalize <run id>")
-        return 0
+    return promo
+
+
+def _select(args: argparse.Namespace) -> int:
+    from topnas.platform import promote as P
+
+    promo = _promotion(args)
+    print("not launched (`promote select`). Start the full training with:")
+    print("  topnas " + " ".join(P.full_run_command(promo, "python", str(promo.train_yaml))[3:]))
+    print(f"  or: topnas train {promo.train_yaml} --run-name {promo.run_name}  "
+          f"then  topnas promote finalize <run id>")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.yaml:
+        if args.sweep:
+            raise ConfigError("--yaml", args.yaml, "either SWEEP or --yaml YAML, not both")
+        return _run_full(args)
+    if not args.sweep:
+        raise ConfigError("SWEEP", None, "a sweep name, sweep folder or MLflow sweep tag (or --yaml YAML)")
+    for option, value in (("--run-name", args.run_name), ("--model-version", args.model_version)):
+        if value:
+            raise ConfigError(option, value, "only with --yaml (the run name and version of a sweep's "
+                                             "promotion are chosen by `promote`)")
+    from topnas.platform import promote as P
+
+    promo = _promotion(args)
     if args.address:
         env = dict(_kv("--env", e) for e in args.env)
         res = P.submit_ray_job(promo, address=args.address, python=args.cluster_python,
@@ -104,12 +191,12 @@ def _promote(args: argparse.Namespace) -> int:
         else:
             print(f"  MLflow run: {promo.run_name} (not started yet; it appears under experiment "
                   f"{P.FULL_EXPERIMENT} at {promo.tracking_uri})")
-        print("  when it finishes: topnas promote --accept <run id>")
+        print("  when it finishes: topnas promote accept <run id>")
         return 0
     print(f"training locally: run {promo.run_name} ({promo.train_yaml})", flush=True)
     res = P.launch_local(promo, predictor=args.predictor)
     _print_finalize(res.finalized)
-    print(f"  next: topnas promote --accept {res.mlflow_run_id}")
+    print(f"  next: topnas promote accept {res.mlflow_run_id}")
     return 0
 
 
@@ -118,8 +205,8 @@ def _run_full(args: argparse.Namespace) -> int:
 
     missing = [o for o, v in (("--run-name", args.run_name), ("--model-version", args.model_version)) if not v]
     if missing:
-        raise ConfigError(missing[0], None, "a value (required with --run-full)")
-    res = P.run_full_training(args.run_full, run_name=args.run_name, model_name=args.model_name or P.DEFAULT_MODEL_NAME,
+        raise ConfigError(missing[0], None, "a value (required with --yaml)")
+    res = P.run_full_training(args.yaml, run_name=args.run_name, model_name=args.model_name or P.DEFAULT_MODEL_NAME,
                               model_version=args.model_version, tracking_uri=args.tracking_uri,
                               predictor=args.predictor)
     _print_finalize(res)
@@ -129,7 +216,7 @@ def _run_full(args: argparse.Namespace) -> int:
 def _finalize(args: argparse.Namespace) -> int:
     from topnas.platform import promote as P
 
-    res = P.finalize(args.finalize, tracking_uri=args.tracking_uri,
+    res = P.finalize(args.run_id, tracking_uri=args.tracking_uri,
                      model_name=args.model_name or P.DEFAULT_MODEL_NAME, predictor=args.predictor)
     _print_finalize(res)
     return 0
@@ -144,13 +231,13 @@ def _accept(args: argparse.Namespace) -> int:
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
     tracking.check_reachable(uri, "--tracking-uri")
     try:
-        tracking.get_client(uri).get_run(args.accept)
+        tracking.get_client(uri).get_run(args.run_id)
     except MlflowException as exc:
         if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
             raise
-        raise ConfigError("--accept", args.accept, "the MLflow run id of a finished full training run",
-                          hint=f"no such run at {uri}; `topnas promote --sweep ...` prints it as `next: ...`") from None
-    d = P.accept(args.accept, tracking_uri=args.tracking_uri, model_name=args.model_name or P.DEFAULT_MODEL_NAME,
+        raise ConfigError("RUN", args.run_id, "the MLflow run id of a finished full training run",
+                          hint=f"no such run at {uri}; `topnas promote run ...` prints it as `next: ...`") from None
+    d = P.accept(args.run_id, tracking_uri=args.tracking_uri, model_name=args.model_name or P.DEFAULT_MODEL_NAME,
                  predictor=args.predictor, force=args.force)
     verb = "moved" if d.moved else "kept"
     print(f"{d.model_name}: champion {verb} -> v{d.champion}. {d.reason}")
