@@ -254,12 +254,13 @@ def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, devi
         with torch.inference_mode(fast), \
                 torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
             logits = net(img)
-        # default layout before the x8 resize: the channels-last bilinear kernel runs on one thread
-        logits = logits.float().contiguous()
-        labels = [b["gt_semantic_seg"].to(device) for b in batch]
-        pred = evaluate_logits_to_original(logits, orig_hw=labels[0].shape[-2:], input_hw=img.shape[-2:])
-        for p, label in zip(pred, labels):
-            acc.update(p, label)
+        # Resize and argmax one image at a time (a batch of full-resolution logits is B x K x H x W
+        # floats), in the default layout: the channels-last bilinear kernel runs on one thread.
+        for i, b in enumerate(batch):
+            label = b["gt_semantic_seg"].to(device)
+            pred = evaluate_logits_to_original(logits[i:i + 1].float().contiguous(), orig_hw=label.shape[-2:],
+                                               input_hw=img.shape[-2:])
+            acc.update(pred[0], label)
 
     pending: list[dict[str, Any]] = []
     for i in range(rank, n, world_size):
