@@ -8,7 +8,9 @@ many more devices): Pixel 2 0.802, Raspberry Pi 4 0.890. Also printed: the refer
 with one coefficient per (layer, op) on 12,000 rows (its within-10% share is the 200-shot target
 minus 5 points), which input size fits the data best, and the time of one prediction.
 
-    python benchmarks/arm_latency.py [--data ../shared/data/arm_latency] [--repeats 20] [--json out.json]
+    python benchmarks/arm_latency.py [--data DIR] [--repeats 20] [--json out.json]
+
+``--data``: the public nn-Meter / HELP phone latency tables (default :data:`DEFAULT_DATA`).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@
 #   source <state>/cluster.env      # RAY_ADDRESS, RAY_API_SERVER_ADDRESS, RAY_AUTH_MODE, ...
 #   cluster/local/stop_local_cluster.sh [--state DIR]
 #
-# Choices (design notes, "Ray clusters"):
+# Choices:
 # - Every node gets --num-cpus, --memory and --object-store-memory: nodes on one machine would each
 #   advertise the whole machine otherwise.
 # - Everything binds to 127.0.0.1 (GCS, dashboard, jobs API): nothing is reachable from the network.

@@ -2,8 +2,8 @@
 
 A sweep's trials become :class:`ParetoPoint` records (id, objective values, status). Only
 *eligible* points take part in the front and in the hypervolume: status ``"completed"`` and every
-objective a finite number. Failed, early-stopped (ASHA-stopped trials report under-trained mIoU,
-design note 5), infeasible (latency budget broken) and unfinished trials are kept out, as are
+objective a finite number. Failed, early-stopped (ASHA-stopped trials report under-trained mIoU),
+infeasible (latency budget broken) and unfinished trials are kept out, as are
 points with a NaN / missing objective.
 
 Example::

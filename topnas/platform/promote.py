@@ -1,6 +1,7 @@
 """Promotion: pick a variant from a sweep's Pareto front and give it the full 160k ADE20K training.
 
-One promotion, start to end (design notes 13-14)::
+One promotion, start to end (registry aliases, not the deprecated stages; the full run re-prices
+its own export, because proxy rank is not full-training rank)::
 
     sweep front ──select──> experiments/promoted/<variant-id>_512x512_160k_ade20k.yaml
          │                  (the variant + the official recipe of its size class)
@@ -108,7 +109,8 @@ FULL_EXPERIMENT = "topnas-promoted"
 OFFICIAL_ITERS = 160_000
 OFFICIAL_WARMUP = 1500
 
-# Params and fvcore MACs of the official presets at 512x512 with 150 classes (spec sections 1.9, 4).
+# Params and fvcore MACs of the official presets at 512x512 with 150 classes (`topnas model summary
+# --preset NAME` prints them).
 PRESET_COMPLEXITY: dict[str, tuple[int, float]] = {
     "tiny": (1_389_654, 0.5761e9),
     "small": (3_034_662, 1.1676e9),
@@ -869,14 +871,14 @@ def submit_ray_job(
 ) -> LaunchResult:
     """Submit the full training as a Ray job (``JobSubmissionClient(address).submit_job``).
 
-    The job runs ``<python> -m topnas promote --run-full <yaml> ...`` in a copy of
-    ``working_dir`` (default: the checkout; ``.gitignore``-d paths such as ``.venv`` and ``runs``
-    stay behind); a YAML inside it is passed by relative path, one outside by absolute path
-    (right for a cluster on this machine or on a shared file system). ``python`` is the interpreter on the cluster nodes (design notes: a bare
-    ``python`` resolved to the system one); default this process's interpreter, right for a local
-    cluster. ``env`` reaches the job: ``MLFLOW_TRACKING_URI`` (``tracking_uri``, as the cluster sees
-    the server), ``RAY_AUTH_MODE`` when set here, and for a cluster on this machine ``TOPNAS_HOME``
-    (so ``{runs}`` paths mean the same folder).
+    The job runs ``<python> -m topnas promote --run-full <yaml> ...`` in a copy of ``working_dir``
+    (default: the checkout; ``.gitignore``-d paths such as ``.venv`` and ``runs`` stay behind); a
+    YAML inside it is passed by relative path, one outside by absolute path (right for a cluster on
+    this machine or on a shared file system). ``python`` is the interpreter on the cluster nodes (a
+    bare ``python`` in a job resolves to the system one); default this process's interpreter, right
+    for a local cluster. ``env`` reaches the job: ``MLFLOW_TRACKING_URI`` (``tracking_uri``, as the
+    cluster sees the server), ``RAY_AUTH_MODE`` when set here, and for a cluster on this machine
+    ``TOPNAS_HOME`` (so ``{runs}`` paths mean the same folder).
     """
     from ray.job_submission import JobSubmissionClient
 

@@ -1,6 +1,6 @@
 """MLflow helpers shared by train, sweep and promote: URIs, experiments, params, run reuse.
 
-Layout we build on (design notes 11-13): one parent run per sweep, one child run per trial tagged
+Layout we build on: one parent run per sweep, one child run per trial tagged
 ``mlflow.parentRunId``, each run found again on resume by a ``topnas.run_key`` tag instead of
 being duplicated. Everything goes through :class:`mlflow.MlflowClient` with an explicit tracking
 URI, so no fluent global state is needed (and Ray workers can do the same).

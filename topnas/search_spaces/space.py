@@ -1,11 +1,11 @@
 """The space a sweep explores, defined in YAML, and how a point of it becomes a :class:`Variant`.
 
-Structure (the official TopFormer block tables, spec 1.4): a fixed ``layer1`` block at stride 2,
-then four pyramid stages at strides 4, 8, 16, 32. Each stage is one stride-2 block followed by
-stride-1 blocks; its last block is tapped into the token pyramid. A stage's block ``j`` takes kernel
-``kernels[j]`` and expand ratio ``expand_ratios[j]`` (the last entry repeats for deeper stages).
-Every dimension is a list of choices, so a point is a flat dict of categorical values, which is
-exactly what Optuna's samplers (NSGA-II, TPE, GP) and Ray Tune need.
+Structure (the official TopFormer block tables, ``local_configs/topformer/topformer_*.py``): a fixed
+``layer1`` block at stride 2, then four pyramid stages at strides 4, 8, 16, 32. Each stage is one
+stride-2 block followed by stride-1 blocks; its last block is tapped into the token pyramid. A
+stage's block ``j`` takes kernel ``kernels[j]`` and expand ratio ``expand_ratios[j]`` (the last
+entry repeats for deeper stages). Every dimension is a list of choices, so a point is a flat dict of
+categorical values, which is exactly what Optuna's samplers (NSGA-II, TPE, GP) and Ray Tune need.
 
 The whole space is validated when it is loaded: a width that is not a multiple of 8, heads that do
 not fit the smallest embedding, a token stride too large for the smallest input, an unknown key or a

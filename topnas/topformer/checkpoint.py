@@ -1,6 +1,6 @@
 """Loading official TopFormer checkpoints into our modules.
 
-Two formats exist in the wild (spec section 2):
+Two formats exist in the wild (hustvl/TopFormer's README links both):
 
 * mmseg segmentation checkpoints: an mmcv dict with ``state_dict`` keyed ``backbone.*`` and
   ``decode_head.*``; they load into the whole segmentor.

@@ -1,10 +1,11 @@
 """Parameters and MACs of a TopFormer variant, counted with torch's own FLOP counter.
 
 ``torch.utils.flop_counter.FlopCounterMode`` counts convolutions and matmuls (as 2 FLOPs per MAC).
-The figures TopFormer users compare against (spec section 4, fvcore on backbone + head without the
-final resize, i.e. the ONNX/TNN latency graph) also count batch norm (2 per element in eval),
-bilinear resize (4 per output element) and adaptive average pooling (1 per input element). We add
-those as custom formulas so our "MACs" are fvcore-compatible and agree with the published numbers.
+The figures TopFormer users compare against (hustvl/TopFormer's README table, fvcore on backbone +
+head without the final resize, i.e. the ONNX/TNN latency graph) also count batch norm (2 per element
+in eval), bilinear resize (4 per output element) and adaptive average pooling (1 per input element).
+We add those as custom formulas so our "MACs" are fvcore-compatible and agree with the published
+numbers.
 """
 from __future__ import annotations
 

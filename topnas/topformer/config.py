@@ -256,7 +256,7 @@ def _as_seq(name: str, value: Any) -> Sequence[Any]:
 
 
 # ---------------------------------------------------------------------- official presets
-# local_configs/topformer/topformer_{tiny,small,base}.py of hustvl/TopFormer (spec 1.3 / 1.4).
+# local_configs/topformer/topformer_{tiny,small,base}.py of hustvl/TopFormer.
 _T_BLOCKS = [
     [3, 1, 16, 1], [3, 4, 16, 2], [3, 3, 16, 1], [5, 3, 32, 2], [5, 3, 32, 1],
     [3, 3, 64, 2], [3, 3, 64, 1], [5, 6, 96, 2], [5, 6, 96, 1],

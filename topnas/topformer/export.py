@@ -1,4 +1,4 @@
-"""ONNX export in the official TopFormer latency protocol (spec 5.1, design note 15).
+"""ONNX export in the official TopFormer latency protocol (hustvl/TopFormer ``tools/convert2onnx.py``).
 
 Graph: input ``input`` (1 x 3 x H x W, fixed) -> ``output`` = decode-head logits at stride 8; eval
 mode, BatchNorm folded into the preceding convolutions, no dropout, no final upsample, no argmax.

@@ -4,7 +4,7 @@ Paper: https://arxiv.org/abs/2204.05525 . Official code: hustvl/TopFormer (mmseg
 
 Plain-PyTorch re-implementation of the official segmentor (backbone ``Topformer`` + ``SimpleHead``)
 with the official module names, so official checkpoints load with ``strict=True``, and the official
-numerics, quirks included (see ``shared/reference/topformer_spec.md`` sections 1 and 7):
+numerics, quirks included (each read from hustvl/TopFormer's code and checked against its outputs):
 
 * no 1/sqrt(key_dim) attention scaling;
 * ReLU in the token pyramid, ReLU6 in the transformer, ReLU in the head;

@@ -1,9 +1,10 @@
 """The official TopFormer/mmseg 0.19 ADE20K train and eval pipelines, on mmcv image ops.
 
 Each step is a small class mapping mmseg's ``results`` dict to a new one, with mmseg's defaults and
-rules (see the spec, section 3.1). Randomness comes from an explicit ``np.random.Generator`` shared
-by the steps of one :class:`Compose`, so a pipeline is reproducible from its seed and can be
-reseeded per DataLoader worker (:func:`topnas.platform.data.ade20k.seed_worker`).
+rules (hustvl/TopFormer ``local_configs/_base_/datasets/ade20k.py``). Randomness comes from an
+explicit ``np.random.Generator`` shared by the steps of one :class:`Compose`, so a pipeline is
+reproducible from its seed and can be reseeded per DataLoader worker
+(:func:`topnas.platform.data.ade20k.seed_worker`).
 
 Label maps are the keys in ``seg_keys`` (default ``("gt_semantic_seg",)``); the eval pipeline passes
 ``seg_keys=()`` so the label stays at the original size, as mmseg evaluates against the original map.

@@ -1,6 +1,7 @@
 """Measure variants on an Android phone over adb, in the TopFormer authors' protocol.
 
-Protocol (spec 5.1, design notes 15-16): export the latency graph to ONNX, convert it for the
+Protocol (hustvl/TopFormer ``tnn_runtime.md``: TNN on one big core of a Snapdragon 865): export the
+latency graph to ONNX, convert it for the
 runtime (TNN: ``onnx2tnn``, TFLite: an ONNX -> .tflite converter, both through a configurable
 converter command; onnxruntime: the ONNX file itself), push model + benchmark binary (+ shared
 libraries) to the device, pin the benchmark to ONE big core with ``taskset``, record the cpufreq

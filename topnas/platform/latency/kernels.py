@@ -21,10 +21,10 @@ including the exportable pooling written as constant matmuls), ``gpool`` (global
 pooling), ``resize`` (bilinear), ``elementwise`` (add, mul, div, stand-alone activations), ``layout``
 (transpose, concat, split, channel shuffle). Convolutions and pooling carry kernel size and stride.
 
-Cost fields, in the conventions of fvcore / spec section 4: ``macs`` = multiply-accumulates for
-convs and matmuls, 4 per output element for bilinear resize, 1 per input element for pooling, 1 per
-output element for element-wise ops and softmax, 0 for layout; ``bytes`` = float32 bytes read and
-written (inputs + output + weights and bias).
+Cost fields, in the conventions of fvcore (what TopFormer's published MACs use): ``macs`` =
+multiply-accumulates for convs and matmuls, 4 per output element for bilinear resize, 1 per input
+element for pooling, 1 per output element for element-wise ops and softmax, 0 for layout; ``bytes``
+= float32 bytes read and written (inputs + output + weights and bias).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Measure variants with ONNX Runtime on this host, in the official latency protocol.
 
-Protocol (design notes 15-16, ``shared/reference/official_baseline_cpu.md``): the exported latency
+Protocol (the TopFormer authors' latency graph, and the fixed core and runtime that make numbers
+comparable): the exported latency
 graph (input ``input`` 1x3xHxW -> stride-8 logits, BN folded), ONNX Runtime CPU with one intra-op and
 one inter-op thread, the process pinned to ONE core with ``os.sched_setaffinity``, ``warmup``
 untimed runs then ``runs`` timed runs. Each row records median / mean / min / std and every timed

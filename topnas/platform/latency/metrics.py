@@ -1,4 +1,4 @@
-"""Accuracy measures of a latency predictor (nn-Meter / HELP conventions, design note 17)."""
+"""Accuracy measures of a latency predictor (nn-Meter's within-10% share, HELP's rank correlation)."""
 from __future__ import annotations
 
 from typing import Sequence

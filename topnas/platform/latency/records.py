@@ -1,5 +1,6 @@
 """Calibration files: one row per (variant, measurement pass), with everything that makes a latency
-comparable (design note 16: core affinity, governor, thermal state, runtime and version).
+comparable (core affinity, governor, thermal state, runtime and version: each one alone changes a
+phone's latency).
 
 Files are CSV (appended row by row while a measurement runs, so an interrupted run resumes) or
 Parquet (read/written through pandas). Reading always validates the schema:
@@ -17,7 +18,7 @@ before appending, so a resumed measurement never writes rows under a shorter hea
 (``device_kind == "adb"``) must record :data:`PROVENANCE_COLUMNS` (core, governor, runtime and its
 version); :func:`append_row` refuses one that does not.
 
-The published Snapdragon figures (``shared/reference/latency/snapdragon865_published.csv``) use a
+The published Snapdragon figures (columns :data:`_PUBLISHED_COLUMNS`: one latency per preset and size) use a
 different, much smaller layout; :func:`read_calibration` recognises it and converts it (preset name
 + input size -> variant) so the same fitting code consumes both.
 """
@@ -90,7 +91,7 @@ COLUMNS: dict[str, str] = {
     "timestamp": "UTC ISO-8601 end time of the pass",
     "source": "how the row was produced (topnas version, figure reference, ...)",
 }
-# what makes a phone latency comparable with another (design note 16); required on adb rows
+# what makes a phone latency comparable with another; required on adb rows
 PROVENANCE_COLUMNS = ("core_id", "governor", "runtime", "runtime_version")
 REQUIRED_COLUMNS = ("variant_id", "input_h", "input_w", "variant_json", "device", "runtime", "median_ms")
 STATS = ("median_ms", "mean_ms", "min_ms", "cpu_median_ms", "cpu_min_ms")
@@ -322,7 +323,7 @@ def check_single_target(df, name: str = "calibration") -> dict[str, Any]:
         if len(vals) > 1:
             raise CalibrationError(
                 f"{name}: column {col!r}", sorted(map(str, vals)), "a single value per fit",
-                hint="measurements from different devices/runtimes are not comparable (design note 16); "
+                hint="measurements from different devices/runtimes are not comparable; "
                      "split the file or filter it first",
             )
         target[col] = vals[0] if vals else None

@@ -94,8 +94,8 @@ _OWNED_TRAIN_KEYS = {
 
 # ----------------------------------------------------------------------------- samplers
 # name -> (Optuna sampler class, default options). NSGA-II is the default; Optuna suggests TPE or GP
-# below ~1000 trials (design note 2), so both are one word away. TPE's constant liar keeps parallel
-# workers from getting the same proposal (design note 6).
+# below ~1000 trials (its sampler-choice guide), so both are one word away. TPE's constant liar keeps
+# parallel workers from getting the same proposal (it imputes a value for trials still running).
 _SAMPLER_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "nsga2": ("NSGAIISampler", {}),
     "tpe": ("TPESampler", {"multivariate": True, "constant_liar": True}),

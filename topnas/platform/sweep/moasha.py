@@ -20,7 +20,8 @@ even when the front holds more than ``n/eta`` trials. ``objectives=("val_mIoU",)
 record and resume, which is what ``scheduler: {name: asha}`` runs.
 
 A trial's final evaluation (``iteration >= final_iteration``) is never a stop decision, and rungs
-sit strictly below the budget, so trials are only compared at equal training (design note 5).
+sit strictly below the budget, so trials are only compared at equal training (an under-trained
+mIoU compared with a fully trained one would favour whoever trained longest).
 
 Every decision is appended to ``<sweep>/rungs.jsonl`` (:class:`RungLog`) before it is returned:
 that file is the scheduler's state after a driver kill (Tune restores its scheduler from the

@@ -1,7 +1,7 @@
 """The sweep's own record of its trials, and the one rule that decides a trial's status.
 
 Ray Tune snapshots its state only every few seconds and Optuna keeps a RUNNING trial forever after
-a kill (design notes, "Checked by running them"), so the sweep keeps a third record that is written
+a kill (both seen by killing a sweep driver), so the sweep keeps a third record that is written
 the moment a trial ends: ``<sweep>/trials.jsonl``, one JSON line per finished trial, appended by
 the driver only (the Tune callback and, for latency-infeasible proposals, the searcher; both run in
 the driver process). :meth:`Ledger.append` checks the trial id under a file lock: a trial already

@@ -49,7 +49,7 @@ __all__ = ["TRIAL_RESOURCES", "SweepResult", "load_saved_config", "run_sweep"]
 log = logging.getLogger(__name__)
 
 # The trial actor only drives its TorchTrainer; CPU 0 avoids the 2-trials-on-2-CPUs deadlock, and Ray
-# needs some resource on an actor (design notes, "Tune running Train trials").
+# needs some resource on an actor (Tune rejects {"cpu": 0} alone).
 TRIAL_RESOURCES = {"cpu": 0, "memory": 200 * 1024**2}
 SNAPSHOT_ENV = "TUNE_GLOBAL_CHECKPOINT_S"
 SNAPSHOT_PERIOD_S = "2"  # Tune's experiment snapshot: a trial finished after it re-runs on resume
@@ -200,7 +200,7 @@ def _check_tracking_reachable(uri: str, address: str | None) -> None:
     tracking.check_reachable(uri, "tracking.uri")
     if address and address.startswith("ray://") and uri.startswith(("sqlite:", "file:")):
         raise ConfigError("tracking.uri", uri, "an http(s):// MLflow tracking server",
-                          hint="trials on a remote cluster cannot write a local SQLite file (design note 12); "
+                          hint="trials on a remote cluster cannot write a local SQLite file; "
                                "set tracking.uri or $MLFLOW_TRACKING_URI")
 
 

@@ -1,4 +1,4 @@
-"""The sweep's Ray Tune scheduler, chosen by ``scheduler.name`` (design notes 4-5).
+"""The sweep's Ray Tune scheduler, chosen by ``scheduler.name``.
 
 Optuna cannot prune multi-objective trials, so early stopping comes from Ray. ``fifo``: none, every
 trial trains the full proxy budget. ``asha``: successive halving on ``val_mIoU`` alone, kept for

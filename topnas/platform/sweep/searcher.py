@@ -1,6 +1,6 @@
 """Ray Tune's ``OptunaSearch`` made right for a multi-objective, latency-constrained sweep.
 
-What the stock searcher does not do, and this subclass does (design notes 1-7):
+What the stock searcher does not do, and this subclass does:
 
 * **Objectives on the searcher only**: ``metric=["val_mIoU", "latency_ms"]``, ``mode=["max", "min"]``;
   the sampler (NSGA-II / TPE / GP) is chosen by name and seeded; the study lives in a SQLite
@@ -21,7 +21,8 @@ What the stock searcher does not do, and this subclass does (design notes 1-7):
   - GP: FAIL (the constraint kept on the trial). Optuna's GPSampler fits its objective GPs on every
     COMPLETE trial, constraint-violating or not, so any mIoU told for a variant never trained would
     be modelled as a measurement; a FAIL trial is invisible to it.
-* **Early-stopped is not complete** (design note 5): a trial ASHA / MO-ASHA stopped is told PRUNED
+* **Early-stopped is not complete** (the stock searcher tells Optuna COMPLETE with the last partial
+  result, which puts under-trained mIoU on the front): a trial ASHA / MO-ASHA stopped is told PRUNED
   with its partial mIoU and rung only as user attributes (``topnas.partial_val_mIoU``,
   ``topnas.rung``); a failed one FAIL. NSGA-II builds its populations from COMPLETE trials only, GP
   fits COMPLETE trials only, TPE ranks PRUNED trials after every COMPLETE one: only trials at the full

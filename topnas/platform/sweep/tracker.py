@@ -1,4 +1,5 @@
-"""MLflow layout of a sweep: one parent run, one child run per trial (design note 11).
+"""MLflow layout of a sweep: one parent run, one child run per trial (Ray's ``MLflowLoggerCallback``
+makes flat runs on the driver, with no nesting and new runs after a restore).
 
 Parent (run name = sweep name, key ``sweep:<name>``): tags ``topnas.sweep=<name>``,
 ``topnas.kind=sweep``, ``topnas.status``, ``topnas.sampler``, ``topnas.predictor_id``, the git

@@ -1,4 +1,5 @@
-"""The Ray Tune trial function: one proxy training job of one variant (design note 8).
+"""The Ray Tune trial function: one proxy training job of one variant (Ray Train V2 runs a
+``TorchTrainer`` inside a Tune trial's function, not as a ``Tuner`` trainable).
 
 Runs in the trial's own Tune actor, which reserves no CPU (``{"cpu": 0, "memory": 200 MiB}``:
 with the default 1 CPU per trial, two concurrent trials on two CPUs starve their own training

@@ -1,7 +1,8 @@
 """Typed training configuration: YAML files composed mmseg-style, validated into one dataclass.
 
 A training YAML has these sections (every key optional except ``data.root``; defaults are the
-official TopFormer-T ADE20K 512x512 160k recipe, spec section 3.1)::
+official TopFormer-T ADE20K 512x512 160k recipe, hustvl/TopFormer
+``local_configs/topformer/topformer_tiny_512x512_160k_2x8_ade20k.py``)::
 
     _base_: [_base_/ade20k_160k.yaml]   # files merged first (paths relative to this file)
     name: topformer_tiny_512x512_160k_ade20k
@@ -215,7 +216,8 @@ class ModelConfig(_Section):
     a path is read at load time and inlined, so the resolved config is self-contained.
     ``num_classes`` overrides the variant's. ``norm: auto`` = SyncBN on GPU workers, BN on CPU.
     ``input_size`` is the deployment size (ONNX export, variant id); default: the variant's own, for
-    presets the training crop size. ``pretrained``: ImageNet checkpoint for the backbone (spec 2.3).
+    presets the training crop size. ``pretrained``: ImageNet checkpoint for the backbone
+    (``topformer-{T,S,B}-224-*.pth``).
     ``init`` says how it is used: ``auto`` loads it key by key (the official recipe: tensors whose
     name and shape match), ``imagenet_nearest`` slices it into a searched variant (leading channels,
     first blocks of a stage, leading heads; :mod:`topnas.topformer.inherit`; ``pretrained`` may then
@@ -334,7 +336,8 @@ class OptimizerConfig(_Section):
 
     Keys match by substring of the full parameter name, longest key first (mmcv 1.3.14). In the
     official configs only ``head`` matches anything (decode-head lr x10); ``norm`` and
-    ``absolute_pos_embed`` match no TopFormer parameter, so BN weights ARE decayed (spec pitfall 8).
+    ``absolute_pos_embed`` match no TopFormer parameter, so BN weights ARE decayed (its norms are
+    named ``bn``).
     """
 
     type: Literal["AdamW"] = "AdamW"
@@ -505,7 +508,7 @@ class TrainConfig(_Section):
         return self.data.samples_per_gpu * self.scaling.num_workers
 
     def resolved_norm(self) -> str:
-        """SyncBN needs NCCL: on CPU workers BatchNorm is used (design note 10)."""
+        """SyncBN needs NCCL (GPUs): on CPU (gloo) workers BatchNorm is used."""
         if not self.scaling.use_gpu:
             return "BN"
         return "SyncBN" if self.model.norm == "auto" else self.model.norm

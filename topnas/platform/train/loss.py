@@ -1,8 +1,8 @@
-"""The official decode-head loss (spec section 1.7): cross-entropy at label resolution, mmseg 0.19 mean.
+"""The official decode-head loss: mmseg 0.19 ``CrossEntropyLoss`` at label resolution, its mean.
 
 Logits are upsampled bilinearly (``align_corners=False``) to the label size, per-pixel cross-entropy
 uses ``ignore_index=255``, and the mean runs over ALL pixels: ignored pixels add 0 to the sum but
-count in the denominator (mmseg 0.19 has no ``avg_non_ignore``; spec pitfall 9).
+count in the denominator (mmseg 0.19 has no ``avg_non_ignore``).
 """
 from __future__ import annotations
 

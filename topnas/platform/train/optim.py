@@ -5,7 +5,7 @@ substring of a parameter's full name sets that parameter's ``lr = base_lr * lr_m
 ``weight_decay = base_wd * decay_mult``. Parameters no key matches keep the base values, so with the
 official keys ``head`` (lr x10), ``norm`` and ``absolute_pos_embed`` (decay 0), every ``decode_head.*``
 parameter trains at 10x and BatchNorm weights/biases ARE weight-decayed: TopFormer names its norms
-``bn`` (spec pitfall 8).
+``bn``, so the ``norm`` key matches nothing (checked against the official parameter names).
 
 mmcv makes one group per parameter; groups here merge parameters with the same key (same AdamW
 hyper-parameters, same updates). Each group carries ``initial_lr`` for :mod:`.schedule` and a

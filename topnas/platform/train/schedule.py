@@ -1,4 +1,4 @@
-"""Learning rate by iteration: mmcv ``PolyLrUpdaterHook`` with linear warm-up (spec section 3.1).
+"""Learning rate by iteration: mmcv ``PolyLrUpdaterHook`` with linear warm-up, as the official configs.
 
 The learning rate is a pure function of the iteration, so a resumed run continues on exactly the
 curve it left (no scheduler state to lose, ray#46814). Semantics of mmcv 1.3.14 ``LrUpdaterHook``

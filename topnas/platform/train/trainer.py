@@ -8,7 +8,7 @@
     result = run_training(cfg)                       # new job named cfg.name
     result.metrics["val_mIoU"], result.mlflow_run_id, result.checkpoint
 
-    # inside a Ray Tune trial (design note 8): forward worker reports to Tune, nest under the sweep run
+    # inside a Ray Tune trial (Train V2: no TorchTrainer in Tuner): forward reports to Tune, nest runs
     from ray.tune.integration.ray_train import TuneReportCallback
     run_training(cfg, run_name=f"trial-{trial_id}", resume="auto",
                  callbacks=[TuneReportCallback()], parent_run_id=sweep_run_id)
