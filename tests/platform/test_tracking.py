@@ -125,6 +125,32 @@ def test_get_or_create_experiment_idempotent(sqlite_client):
         get_or_create_experiment("  ", client=client)
 
 
+def test_experiments_are_created_as_model_training(sqlite_client):
+    """MLflow 3's UI reads the experiment type from this tag: "Machine learning", not GenAI."""
+    client, _ = sqlite_client
+    kind = client.get_experiment(get_or_create_experiment("exp-kind", client=client)).tags
+    assert kind[tracking.EXPERIMENT_KIND_TAG] == tracking.MODEL_TRAINING_KIND == "custom_model_development"
+    assert tracking.EXPERIMENT_KIND_TAG == "mlflow.experimentKind"
+    old = client.create_experiment("exp-old")  # made before topnas set the tag
+    assert tracking.EXPERIMENT_KIND_TAG not in client.get_experiment(old).tags
+    assert get_or_create_experiment("exp-old", client=client) == old
+    assert client.get_experiment(old).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    chosen = get_or_create_experiment("exp-genai", client=client, tags={"mlflow.experimentKind": "genai_development"})
+    assert get_or_create_experiment("exp-genai", client=client) == chosen
+    assert client.get_experiment(chosen).tags["mlflow.experimentKind"] == "genai_development"  # a choice is kept
+
+
+def test_mlflow_ui_knows_the_kind_and_the_mode_parameter():
+    """The pinned MLflow's UI bundle uses the tag value and the URL parameter topnas writes."""
+    import mlflow
+
+    js = "".join(p.read_text(errors="replace") for p in
+                 (Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js").glob("main.*.js"))
+    assert 'CUSTOM_MODEL_DEVELOPMENT="custom_model_development"' in js and '"mlflow.experimentKind"' in js
+    assert 'MACHINE_LEARNING="machine_learning"' in js and 'get("workflowType")' in js
+    assert tracking.UI_MODE_QUERY == "workflowType=machine_learning"
+
+
 def test_log_params_batched(sqlite_client):
     client, _ = sqlite_client
     exp = get_or_create_experiment("exp-params", client=client)

@@ -83,12 +83,15 @@ def test_ui_serves_mlflow_and_dashboard_and_ctrl_c_stops_both(tmp_path):
         assert children, "no server process was started"
 
         mlflow_url = re.search(r"MLflow UI:\s+(http://\S+)", text).group(1)
-        assert mlflow_url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
-        status, page = _get(f"http://127.0.0.1:{port}/")
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/#/experiments/\d+\?workflowType=machine_learning",
+                            mlflow_url), mlflow_url
+        status, page = _get(mlflow_url)
         assert status == 200 and "<html" in page.lower()
-        exp_id = mlflow_url.rsplit("/", 1)[1]
+        exp_id = mlflow_url.rsplit("/", 1)[1].split("?")[0]
         status, body = _get(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get?experiment_id={exp_id}")
-        assert json.loads(body)["experiment"]["name"] == "exp-s_ui"
+        experiment = json.loads(body)["experiment"]
+        assert experiment["name"] == "exp-s_ui"
+        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
 
         if HAS_DASHBOARD:
             dash = re.search(r"optuna-dashboard:\s+(http://\S+)", text).group(1)
@@ -156,6 +159,7 @@ def test_http_tracking_uri_is_printed_not_served(tmp_path, monkeypatch):
     _sweep(runs, "s_remote", uri="http://tracking.example:5000", study=False)
     rc, out, err = _run(["ui", "s_remote"], runs, monkeypatch)
     assert rc == 0, err
-    assert "MLflow UI:        http://tracking.example:5000/#/experiments/7  (the sweep's tracking server" in out
+    assert ("MLflow UI:        http://tracking.example:5000/#/experiments/7?workflowType=machine_learning  "
+            "(the sweep's tracking server") in out
     assert "optuna-dashboard: not started (no Optuna storage at" in out
     assert not (runs / "logs").exists()

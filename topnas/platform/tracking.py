@@ -37,8 +37,11 @@ __all__ = [
     "MAX_PARAMS_PER_BATCH",
     "MAX_PARAM_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
+    "EXPERIMENT_KIND_TAG",
+    "MODEL_TRAINING_KIND",
     "PARENT_RUN_TAG",
     "RUN_KEY_TAG",
+    "UI_MODE_QUERY",
     "default_artifact_location",
     "find_run_by_tag",
     "flatten_params",
@@ -59,6 +62,12 @@ MAX_PARAM_KEY_LENGTH = 250
 MAX_PARAMS_PER_BATCH = 100
 
 RUN_KEY_TAG = "topnas.run_key"
+# The experiment type MLflow 3's UI reads from an experiment tag (the value its "Machine learning"
+# choice writes), so topnas experiments open as model training, not as GenAI apps (traces first).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+# MLflow 3.17's UI picks its mode from this URL parameter (default: GenAI) before any experiment tag.
+UI_MODE_QUERY = "workflowType=machine_learning"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 _TRUNCATED = "...[truncated]"
@@ -138,8 +147,11 @@ def get_or_create_experiment(
 ) -> str:
     """The id of experiment ``name``, created (with ``tags``) if it does not exist.
 
-    Safe when several processes race to create it. A deleted experiment of that name raises
-    :class:`ConfigError` rather than being silently restored.
+    Created as a model-training experiment (:data:`EXPERIMENT_KIND_TAG` =
+    :data:`MODEL_TRAINING_KIND`, unless ``tags`` says otherwise); an existing experiment without
+    that tag gets it, one with another kind keeps it. Safe when several processes race to create
+    it. A deleted experiment of that name raises :class:`ConfigError` rather than being silently
+    restored.
     """
     from mlflow.exceptions import MlflowException
 
@@ -150,7 +162,8 @@ def get_or_create_experiment(
     if existing is None:
         location = artifact_location or default_artifact_location(client.tracking_uri, name)
         try:
-            return client.create_experiment(name, artifact_location=location, tags=dict(tags or {}))
+            return client.create_experiment(name, artifact_location=location,
+                                            tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND, **dict(tags or {})})
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -160,6 +173,8 @@ def get_or_create_experiment(
     if existing.lifecycle_stage == "deleted":
         raise ConfigError("experiment", name, "an active experiment",
                           hint="it is deleted: `mlflow experiments restore` it or pick another name")
+    if EXPERIMENT_KIND_TAG not in existing.tags:  # made by an older topnas or by hand
+        client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     return existing.experiment_id
 
 

@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _ui(args: argparse.Namespace) -> int:
     from topnas.platform.paths import runs_root
     from topnas.platform.sweep import records as R
+    from topnas.platform.tracking import UI_MODE_QUERY  # opens in model-training mode, not GenAI
 
     sweep_dir = R.resolve_sweep_dir(args.sweep, storage=args.storage)
     state = R.SweepState.load(sweep_dir)
@@ -91,7 +92,7 @@ def _ui(args: argparse.Namespace) -> int:
             _wait_ready(s)
         mlflow_url = servers[0].url if served else uri.rstrip("/")
         print(f"sweep {state.name} ({sweep_dir})")
-        print(f"  MLflow UI:        {mlflow_url}/#/experiments/{state.experiment_id}"
+        print(f"  MLflow UI:        {mlflow_url}/#/experiments/{state.experiment_id}?{UI_MODE_QUERY}"
               + ("" if served else "  (the sweep's tracking server; not started here)"))
         if dashboard:
             print(f"  optuna-dashboard: {servers[-1].url}/dashboard  (study {state.name}; Pareto front under "
