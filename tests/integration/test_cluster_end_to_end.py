@@ -53,7 +53,8 @@ def _tiny_sweep_yaml(folder: Path, data: Path) -> Path:
     })
     spec["proxy"].update({
         "dataset": str(data),
-        "fixture": {"classes": 5, "train": 8, "val": 2, "size": [64, 80], "seed": 0},
+        "fixture": {"classes": spec["search_space"]["num_classes"], "train": 8, "val": 2, "size": [64, 80],
+                    "seed": 0},
         "iterations": 10, "crop_size": [64, 64], "eval_interval": 10, "val_max_samples": 2,
         "workers_per_trial": 1, "cpus_per_worker": 1, "use_gpu": False,
     })
@@ -68,10 +69,13 @@ def _tiny_full_yaml(folder: Path, data: Path) -> Path:
     """The scaled-down full run: 12 iterations, 1 CPU worker, the same tiny fixture."""
     spec = yaml.safe_load((ROOT / "experiments" / "demo_tiny_fixture.yaml").read_text())
     spec.pop("_base_", None)
-    spec["data"].update({"root": str(data), "fixture": {"classes": 5, "train": 8, "val": 2, "size": [64, 80],
+    classes = yaml.safe_load((ROOT / "experiments" / "sweep_demo_fixture.yaml").read_text())["search_space"][
+        "num_classes"]  # one fixture serves the sweep and the full run
+    spec["data"].update({"root": str(data), "fixture": {"classes": classes, "train": 8, "val": 2, "size": [64, 80],
                                                         "seed": 0},
                          "img_scale": [160, 128], "test_img_scale": [160, 128], "crop_size": [64, 64],
                          "samples_per_gpu": 2})
+    spec["model"]["num_classes"] = classes
     spec["schedule"] = {"max_iters": 12}
     spec["runtime"] = {"log_interval": 6, "eval_interval": 12, "checkpoint_interval": 12}
     spec["scaling"] = {"num_workers": 1, "use_gpu": False, "cpus_per_worker": 1, "max_failures": 0,
