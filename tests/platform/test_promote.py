@@ -297,7 +297,7 @@ def test_cli_refuses_off_front_and_force_registers(sweep_env, tmp_path, capsys):
     assert not list(tmp_path.glob("*.yaml"))
     assert main(base + ["--trial", "trial_D", "--force"]) == 0
     out = capsys.readouterr().out
-    assert "FORCED" in out and "registered m-cli v1, alias challenger" in out and "--run-full" in out
+    assert "FORCED" in out and "registered m-cli v1, alias challenger" in out and "topnas promote run --yaml " in out
     mv = sweep_env["client"].get_model_version_by_alias("m-cli", "challenger")
     assert mv.tags["topnas.forced"] == "true" and mv.tags["topnas.on_front"] == "false"
     assert main(base + ["--max-latency-ms", "12"]) == 0

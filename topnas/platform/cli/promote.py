@@ -158,7 +158,8 @@ def _select(args: argparse.Namespace) -> int:
 
     promo = _promotion(args)
     print("not launched (`promote select`). Start the full training with:")
-    print("  topnas " + " ".join(P.full_run_command(promo, "python", str(promo.train_yaml))[3:]))
+    noun, *rest = P.full_run_command(promo, "python", str(promo.train_yaml))[3:]  # the job's (old) spelling
+    print("  topnas " + " ".join([noun, *legacy_argv(rest)]))
     print(f"  or: topnas train {promo.train_yaml} --run-name {promo.run_name}  "
           f"then  topnas promote finalize <run id>")
     return 0
