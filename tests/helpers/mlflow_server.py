@@ -6,8 +6,8 @@ Usage::
         client = MlflowClient(tracking_uri=uri)
 
 The server gets a SQLite backend and an ``--artifacts-destination`` under the given folder, one
-uvicorn worker and no job runner (design notes, "MLflow 3.17": ~340 MB and ~7 s to start instead
-of ~2.3 GB and 15 s). It runs in its own process group, which is terminated (then killed) on
+uvicorn worker and no job runner (the defaults, 4 workers and a job runner, take several times the
+memory and start time). It runs in its own process group, which is terminated (then killed) on
 exit, so no worker is left behind. Its output goes to ``<folder>/server.log``; a failed start
 raises with the log's tail.
 """

@@ -7,7 +7,7 @@ from topnas.topformer import TopFormer
 from topnas.topformer.complexity import count_complexity
 from topnas.topformer.export import export_onnx, fold_batchnorm, run_onnx
 
-# spec section 4: fvcore, backbone + head without the final resize, 512x512 (GMACs)
+# hustvl/TopFormer README convention: fvcore, backbone + head without the final resize, 512x512 (GMACs)
 PUBLISHED = {"tiny": 0.5761, "small": 1.1676, "base": 1.8202}
 
 

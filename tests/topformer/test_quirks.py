@@ -1,4 +1,4 @@
-"""Pin each official TopFormer quirk (spec sections 1 and 7) without the official code.
+"""Pin each official TopFormer quirk (read from hustvl/TopFormer's code) without the official code.
 
 Each test computes the expected value by hand (or inspects module types / shapes) so that
 "fixing" a quirk in ``topnas/topformer/model.py`` makes exactly that test fail.

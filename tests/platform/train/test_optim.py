@@ -1,4 +1,5 @@
-"""AdamW param groups with mmcv custom_keys semantics: head x10, BN params decayed (spec pitfall 8)."""
+"""AdamW param groups with mmcv custom_keys semantics: head x10, BN params decayed (``norm`` matches
+no TopFormer name)."""
 from __future__ import annotations
 
 import pytest
