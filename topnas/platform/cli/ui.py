@@ -95,8 +95,7 @@ def _ui(args: argparse.Namespace) -> int:
         print(f"  MLflow UI:        {mlflow_url}/#/experiments/{state.experiment_id}?{UI_MODE_QUERY}"
               + ("" if served else "  (the sweep's tracking server; not started here)"))
         if dashboard:
-            print(f"  optuna-dashboard: {servers[-1].url}/dashboard  (study {state.name}; Pareto front under "
-                  "its Analytics tab)")
+            print(f"  optuna-dashboard: {servers[-1].url}/dashboard  (study {state.name}, with its Pareto-front plot)")
         elif not optuna_db.is_file():
             print(f"  optuna-dashboard: not started (no Optuna storage at {optuna_db})")
         else:
