@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export RAY_USAGE_STATS_ENABLED=0 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
-exec .venv/bin/python -m pytest -q --timeout 900 "$@"
+exec .venv/bin/python -m pytest -q --timeout 900 --durations=25 "$@"
