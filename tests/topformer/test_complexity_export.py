@@ -49,6 +49,7 @@ def test_fold_batchnorm_preserves_outputs_and_removes_bn():
 def test_onnx_matches_pytorch(tmp_path, size):
     import onnx
 
+    torch.manual_seed(0)  # weights and input independent of what ran before in this process
     model = _randomise_bn(TopFormer.from_preset("tiny", norm="BN"))
     path = export_onnx(model, tmp_path / "tiny.onnx", size)
     graph = onnx.load(str(path)).graph
@@ -62,4 +63,8 @@ def test_onnx_matches_pytorch(tmp_path, size):
         ref = model(x).numpy()
     out = run_onnx(path, x)
     assert out.shape == (1, 150, -(-size[0] // 8), -(-size[1] // 8))
-    assert np.abs(out - ref).max() < 1e-4
+    # BN folding and the runtime reorder float32 arithmetic through ~60 layers; with random weights and
+    # randomised BN the error grows with the activations' scale (up to ~5e-4 of the logits' range here).
+    # A wrong export moves logits by whole units.
+    scale = float(np.abs(ref).max())
+    np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3 * scale)

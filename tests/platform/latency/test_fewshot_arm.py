@@ -14,7 +14,7 @@ from topnas.platform.latency.arch_table import read_arch_table
 from topnas.platform.latency.fewshot import evaluate
 from topnas.platform.latency.spaces import fbnet, nb201
 
-ARM = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "arm_latency"
+ARM = Path(__file__).resolve().parent / "data" / "arm_latency"  # slices of the public tables (MIT)
 TOPNAS = str(Path(sys.executable).with_name("topnas"))
 KEYS = ("spearman_mean", "spearman_min", "kendall_mean", "within10_mean", "mape_mean", "flops_spearman_mean",
         "scratch_spearman_mean", "shots", "repeats", "n_eval")
@@ -30,7 +30,7 @@ def _slice(tmp_path: Path, name: str, n: int) -> Path:
 @pytest.fixture(scope="module")
 def slices(tmp_path_factory):
     d = tmp_path_factory.mktemp("arm")
-    return {dev: _slice(d, f"nb201_{dev}", 1500) for dev in ("pixel3", "samsung_a50", "samsung_s7", "essential_ph_1")}
+    return {dev: _slice(d, f"nb201_{dev}", 1000) for dev in ("pixel3", "samsung_a50", "samsung_s7", "essential_ph_1")}
 
 
 def test_evaluate_cli_json_keys_and_beats_flops(slices):
@@ -43,7 +43,7 @@ def test_evaluate_cli_json_keys_and_beats_flops(slices):
     for k in KEYS:
         assert k in out
     assert out["shots"] == 10 and out["repeats"] == 4
-    assert out["n_eval"] == 1500 - 10 - out["n_degenerate_excluded"]
+    assert out["n_eval"] == 1000 - 10 - out["n_degenerate_excluded"]
     assert -1 <= out["spearman_min"] <= out["spearman_mean"] <= 1
     assert 0 <= out["within10_mean"] <= 1 and out["mape_mean"] > 0
     assert out["spearman_mean"] > out["flops_spearman_mean"]
@@ -140,7 +140,7 @@ def test_host_predictor_alone_is_a_prior(slices):
 
     target = read_arch_table(slices["samsung_a50"], "nb201")
     r = evaluate(target, [], shots=10, repeats=2, host=packaged_predictor("local_cpu_ort"))
-    assert r["sources"] == ["host"] and r["n_eval"] > 1000
+    assert r["sources"] == ["host"] and r["n_eval"] > 900
     assert 0.5 < r["spearman_mean"] <= 1
 
 
