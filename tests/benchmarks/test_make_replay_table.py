@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +23,17 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_table_files_and_a_resumed_run(tmp_path):
+@pytest.fixture
+def keep_torch_threads():
+    """The script sets torch's thread count for its process; tests share one process."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_table_files_and_a_resumed_run(tmp_path, keep_torch_threads):
     mrt = _script()
     args = ["--variants", "2", "--noise-variants", "1", "--seeds", "2", "--iterations", "4", "--rungs", "2",
             "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
