@@ -67,6 +67,9 @@ def grad_weights(shape: torch.Size, name: str) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(("grad:" + name).encode())))
 
 
+GOLDEN_THREADS = 2  # the goldens were made on a 2-core machine at torch's default thread count
+
+
 def run_case(model: nn.Module, name: str, mode: str, size: tuple[int, int], batch: int) -> dict[str, Any]:
     """What a case stores: logits; in train mode also per-buffer BN running sums and per-parameter grad norms."""
     deterministic_weights(model)
@@ -76,9 +79,14 @@ def run_case(model: nn.Module, name: str, mode: str, size: tuple[int, int], batc
         with torch.no_grad():
             return {"logits": model(x).numpy()}
     model.train()
-    torch.manual_seed(zlib.crc32(name.encode()))
-    out = model(x)
-    (out * grad_weights(out.shape, name)).sum().backward()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(GOLDEN_THREADS)  # drop-path masks and BN summation order depend on the thread count
+    try:
+        torch.manual_seed(zlib.crc32(name.encode()))
+        out = model(x)
+        (out * grad_weights(out.shape, name)).sum().backward()
+    finally:
+        torch.set_num_threads(threads)
     sd = model.state_dict()
     running = [k for k in sd if k.endswith(("running_mean", "running_var"))]
     return {
