@@ -85,6 +85,9 @@ def test_failure_then_resume_matches_uninterrupted(uninterrupted, make_config, t
 
 
 def test_finished_run_resumes_to_nothing(uninterrupted) -> None:
-    cfg, _, _, run = uninterrupted
+    cfg, ref_summary, _, run = uninterrupted
     summary, session = _run(cfg, run)
     assert summary["start_iteration"] == ITERS and session.reports == []
+    # ...yet returns the final evaluation its checkpoint recorded (the sweep reports it to Tune)
+    for key in ("val_mIoU", "val_mAcc", "loss", "lr"):
+        assert summary[key] == pytest.approx(ref_summary[key], rel=1e-9), key

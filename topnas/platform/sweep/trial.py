@@ -121,7 +121,13 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         raise
     # The final evaluation once more, from the trial itself: Train's last report may still sit in the
     # callback queue when fit() returns, and a run resumed at its last checkpoint reports nothing.
-    tune.report({k: v for k, v in {**result.metrics, **extra}.items() if v is not None})
+    final = {k: v for k, v in {**result.metrics, **extra}.items() if v is not None}
+    if "val_mIoU" not in final:  # resumed at its last checkpoint from before evaluations were checkpointed
+        history = client.get_metric_history(run_id, "val_mIoU")
+        if not history:
+            raise RuntimeError(f"trial {trial_id}: training ended without an evaluation (run {run_id})")
+        final["val_mIoU"] = max(history, key=lambda m: (m.step, m.timestamp)).value
+    tune.report(final)
 
 
 def _recorded_result(tracker: SweepTracker, run: Any, iterations: int) -> dict[str, Any] | None:

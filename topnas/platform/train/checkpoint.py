@@ -62,6 +62,9 @@ class ResumeState:
     iteration: int
     meta: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] | None = None  # this rank's generator states; restore with restore_rng()
+    # what the run reported with this checkpoint (rank 0's trainer_state.json): a run resumed at its
+    # last iteration trains nothing and must still return its final evaluation
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -170,4 +173,7 @@ def load_training_state(
     rng = torch.load(rng_path, map_location="cpu", weights_only=True) if rng_path.is_file() else None
     if rng is None:
         log.warning("%s: no RNG state for rank %d (world size changed?); reseeding", src, rank)
-    return ResumeState(iteration=int(meta["iteration"]), meta=meta, rng=rng)
+    metrics: dict[str, Any] = {}
+    if (src / STATE_FILE).is_file():
+        metrics = dict(json.loads((src / STATE_FILE).read_text()).get("metrics") or {})
+    return ResumeState(iteration=int(meta["iteration"]), meta=meta, rng=rng, metrics=metrics)

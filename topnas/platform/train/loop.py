@@ -324,11 +324,11 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
     optimizer = build_optimizer(model, cfg.optimizer)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    start_iter, rng_state = 0, None
+    start_iter, rng_state, resumed_metrics = 0, None, {}
     with session.checkpoint_dir() as ckpt:
         if ckpt is not None:
             state = load_training_state(ckpt, rank=rank, model=model, optimizer=optimizer, scaler=scaler, cfg=cfg)
-            start_iter, rng_state = state.iteration, state.rng
+            start_iter, rng_state, resumed_metrics = state.iteration, state.rng, state.metrics
             if rank == 0:
                 _say(f"[train] resumed {job.run_name} at iteration {start_iter}/{sched.max_iters} from {ckpt}")
     net = session.prepare_model(model, rt.find_unused_parameters)
@@ -369,10 +369,12 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
     # loss: mean over the iterations since the last log line or report (kept on the device: no per-step sync)
     loss_sum, loss_n = torch.zeros((), dtype=torch.float64, device=device), 0
     tic, timed_iters = time.perf_counter(), 0
-    speed = float("nan")
-    last_eval: dict[str, float] = {}
-    interval_loss = float("nan")
-    lr = float("nan")
+    # A resumed run starts from what its checkpoint reported (a run resumed at its last iteration
+    # trains nothing, yet its summary must still carry the final evaluation).
+    speed = _as_float(resumed_metrics.get("images_per_s"))
+    last_eval = {k: float(v) for k, v in resumed_metrics.items() if k.startswith("val_") and v is not None}
+    interval_loss = _as_float(resumed_metrics.get("loss"))
+    lr = _as_float(resumed_metrics.get("lr"))
     net.train()
     for batch in batches:
         _maybe_inject_fault(cfg, job, rank, it)
@@ -436,6 +438,13 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         if not logger.close():  # waits (with backoff) for a tracking server that is down
             summary["tracking_lost"] = logger.dropped
     return summary
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 @contextlib.contextmanager
