@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-__all__ = ["ConfigError", "TopnasError", "check_choice", "check_keys", "check_type"]
+__all__ = ["ConfigError", "TopnasError", "check_choice", "check_keys", "check_type", "error_line"]
 
 
 class TopnasError(Exception):
@@ -55,3 +55,11 @@ def check_keys(field: str, given: Iterable[str], known: Iterable[str]) -> None:
 def _type_names(types: type | tuple[type, ...]) -> str:
     ts = types if isinstance(types, tuple) else (types,)
     return "a value of type " + " or ".join(t.__name__ for t in ts)
+
+
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """The line of an exception worth showing a user: the last non-empty line of its message
+    (a wrapped traceback ends with the original error), else the exception's type name."""
+    from topnas.fileio import last_line
+
+    return last_line(str(exc), limit=limit, empty=type(exc).__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["runs_root", "default_tracking_uri"]
+__all__ = ["runs_root", "default_tracking_uri", "sweeps_root"]
 
 
 def runs_root(override: str | os.PathLike[str] | None = None) -> Path:
@@ -20,3 +20,9 @@ def default_tracking_uri(root: str | os.PathLike[str] | None = None) -> str:
     if env:
         return env
     return f"sqlite:///{runs_root(root) / 'mlflow.db'}"
+
+
+def sweeps_root(storage: str | os.PathLike[str] | None = None) -> Path:
+    """Where sweeps keep their folders: ``storage`` when given (a sweep YAML's ``storage``), else
+    ``<run folder>/sweeps``."""
+    return Path(storage) if storage else runs_root() / "sweeps"

@@ -190,7 +190,7 @@ class SweepRecord:
 
 
 def _sweeps_root(storage: str | os.PathLike[str] | None) -> Path:
-    return Path(storage) if storage else paths.runs_root() / "sweeps"
+    return paths.sweeps_root(storage)
 
 
 def _sweep_folder(sweep: str, storage: str | os.PathLike[str] | None) -> Path | None:

@@ -122,10 +122,10 @@ class Variant:
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
+        from topnas.fileio import atomic_write_text
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() if path.suffix == ".json" else self.to_yaml())
-        return path
+        return atomic_write_text(path, self.to_json() if path.suffix == ".json" else self.to_yaml())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Variant":

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from topnas.fileio import atomic_path
 from topnas.topformer.model import ConvBN, ConvModule, TopFormer
 
 __all__ = ["DEFAULT_OPSET", "fold_batchnorm", "export_onnx", "onnx_session", "run_onnx"]
@@ -59,16 +60,14 @@ def export_onnx(model: TopFormer, path: str | os.PathLike[str], input_size: tupl
     net = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
     net.backbone.exportable = True
     x = torch.zeros(1, 3, *input_size)
-    tmp = path.with_name(path.name + ".partial")
     # The dynamo exporter: the TorchScript one emits hundreds of shape ops and its Resize differs
     # from PyTorch's bilinear by up to 2e-2 at sizes that are not integer multiples.
-    with warnings.catch_warnings(), _quiet_torch_onnx():
+    with atomic_path(path) as tmp, warnings.catch_warnings(), _quiet_torch_onnx():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net, (x,), str(tmp), input_names=["input"], output_names=["output"],
             opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )
-    os.replace(tmp, path)  # never leave a half-written model behind
     return path
 
 

@@ -213,8 +213,9 @@ def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 
 def _last_line(log: Path) -> str:
+    from topnas.fileio import last_line
+
     try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        return last_line(log.read_text(errors="replace"), empty="(empty log)")
     except OSError:
         return "(no log)"
-    return lines[-1].strip() if lines else "(empty log)"

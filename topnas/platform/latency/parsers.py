@@ -46,12 +46,10 @@ __all__ = [
 
 
 def last_line(text: str, limit: int = 160) -> str:
-    """The last non-empty line of `text` (shortened), for one-line error messages."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if not lines:
-        return "<empty output>"
-    ln = lines[-1]
-    return ln if len(ln) <= limit else ln[: limit - 3] + "..."
+    """The last non-empty line of a tool's output (shortened), for one-line error messages."""
+    from topnas import fileio
+
+    return fileio.last_line(text, limit=limit, empty="<empty output>")
 
 
 class BenchmarkParseError(TopnasError):

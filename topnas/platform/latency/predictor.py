@@ -469,12 +469,9 @@ class LatencyPredictor:
                    d.get("created", ""), {k: list(v) for k, v in (d.get("mix_range") or {}).items()})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        from topnas.fileio import atomic_write_text
+
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "LatencyPredictor":

@@ -493,9 +493,9 @@ class SweepConfig:
     # ------------------------------------------------------------------ derived values
     @property
     def sweeps_root(self) -> Path:
-        from topnas.platform.paths import runs_root
+        from topnas.platform.paths import sweeps_root
 
-        return Path(self.storage) if self.storage else runs_root() / "sweeps"
+        return sweeps_root(self.storage)
 
     @property
     def sweep_dir(self) -> Path:

@@ -271,14 +271,9 @@ class SweepState:
     predictor_provenance: str = ""   # what the latency numbers rest on (calibration sources)
 
     def save(self, sweep_dir: str | os.PathLike[str]) -> Path:
-        path = Path(sweep_dir) / STATE_FILE
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # a kill leaves the old file or the new one, never half of one
-        return path
+        from topnas.fileio import atomic_write_text
+
+        return atomic_write_text(Path(sweep_dir) / STATE_FILE, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, sweep_dir: str | os.PathLike[str]) -> "SweepState":

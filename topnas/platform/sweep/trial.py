@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from topnas.errors import error_line
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import SweepConfig
@@ -117,7 +118,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             client.set_terminated(run_id, status="KILLED")
             return
         client.set_tag(run_id, R.STATUS_TAG, "failed")
-        client.set_tag(run_id, R.REASON_TAG, _first_line(exc)[:5000])
+        client.set_tag(run_id, R.REASON_TAG, error_line(exc)[:5000])
         raise
     # The final evaluation once more, from the trial itself: Train's last report may still sit in the
     # callback queue when fit() returns, and a run resumed at its last checkpoint reports nothing.
@@ -145,6 +146,3 @@ def _recorded_result(tracker: SweepTracker, run: Any, iterations: int) -> dict[s
     return {"val_mIoU": last.value, "iteration": int(last.step), "replayed": True}
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

@@ -33,7 +33,7 @@ from typing import Any, Literal, Sequence
 
 from topnas.platform.envvars import env_default
 from topnas.platform.tracking import absolute_sqlite_uri
-from topnas.errors import ConfigError, TopnasError
+from topnas.errors import ConfigError, TopnasError, error_line
 from topnas.platform.train.config import TrainConfig
 from topnas.platform.train.loop import TrainJob, train_loop_per_worker
 from topnas.platform.train.sampling import batches_per_epoch
@@ -328,7 +328,7 @@ def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str
             raise KeyboardInterrupt(f"training run {run_name!r} aborted") from None
         except Exception as exc:
             raise TrainingFailed(f"training run {run_name!r} failed after {s.max_failures} restart(s): "
-                                 f"{_first_line(exc)}; continue it with `topnas train --resume {run_name}`") from exc
+                                 f"{error_line(exc)}; continue it with `topnas train --resume {run_name}`") from exc
     summary = dict(result.return_value or {})
     checkpoint = Path(result.checkpoint.path) if result.checkpoint is not None else None
     metrics = {k: v for k, v in summary.items() if k not in ("start_iteration",)}
@@ -341,6 +341,3 @@ def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str
                        elapsed_s=0.0)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
