@@ -25,12 +25,13 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("mlflow")
 
 from topnas.platform import promote as P  # noqa: E402
+from topnas.platform.latency.predictor import PACKAGED  # noqa: E402
+from topnas.platform.promote import pricing  # noqa: E402
 from topnas.platform.pareto_plots import COLUMNS  # noqa: E402
 from topnas.search_spaces import default_space, preset_variant  # noqa: E402
 
 SWEEP = "handmade"
-PACKAGED = Path(P.__file__).parent / "latency" / "predictors"
-PREDICTOR_ID = P._predictor_id(PACKAGED / "snapdragon865_tnn_1core.json")
+PREDICTOR_ID = pricing.predictor_id(PACKAGED / "snapdragon865_tnn_1core.json")
 _EXPORTED: dict[str, object] = {}  # ONNX file stem -> the variant it was "exported" from (see graph_reader)
 
 
@@ -43,7 +44,7 @@ def graph_reader(monkeypatch):
     """
     from topnas.platform.latency.kernels import kernels_from_config
 
-    monkeypatch.setattr(P, "_graph_kernels_reader",
+    monkeypatch.setattr(pricing, "_graph_kernels_reader",
                         lambda: (lambda path: kernels_from_config(_EXPORTED[Path(path).stem])))
 
 
@@ -454,7 +455,7 @@ def shifted_sweep(sweep_env, tmp_path):
     (tmp_path / "config" / "sweep.yaml").write_text("name: other\n")
     run = client.create_run(sweep_env["experiment"], run_name="other-sweep", tags={"topnas.sweep": "other"})
     client.log_artifacts(run.info.run_id, str(tmp_path / "config"), "config")
-    return run.info.run_id, path, P._predictor_id(path)
+    return run.info.run_id, path, pricing.predictor_id(path)
 
 
 def test_finalize_uses_exactly_the_predictor_the_sweep_recorded(sweep_env, shifted_sweep):
@@ -463,12 +464,12 @@ def test_finalize_uses_exactly_the_predictor_the_sweep_recorded(sweep_env, shift
     client = sweep_env["client"]
     run_id, path, pid = shifted_sweep
     variant = preset_variant("tiny")
-    choice = P._load_predictor(client, _version({"topnas.sweep_run_id": run_id, "topnas.predictor_id": pid}), None)
+    choice = pricing.load_predictor(client, _version({"topnas.sweep_run_id": run_id, "topnas.predictor_id": pid}), None)
     assert choice.id == pid and choice.source == f"runs:/{run_id}/config/my_device.json"
     assert choice.predictor.predict(variant).ms == pytest.approx(packaged_predictor().predict(variant).ms + 100.0)
     # an explicit predictor wins (file or packaged name), whatever the sweep recorded
-    assert P._load_predictor(client, None, str(path)).id == pid
-    assert P._load_predictor(client, None, "snapdragon865_tnn_1core").id == PREDICTOR_ID
+    assert pricing.load_predictor(client, None, str(path)).id == pid
+    assert pricing.load_predictor(client, None, "snapdragon865_tnn_1core").id == PREDICTOR_ID
 
 
 def test_finalize_stops_when_the_recorded_predictor_is_missing(sweep_env, shifted_sweep):
@@ -476,18 +477,19 @@ def test_finalize_stops_when_the_recorded_predictor_is_missing(sweep_env, shifte
     run_id, _, _ = shifted_sweep
     # the sweep priced with a predictor whose file is not among its artifacts (not the +100 ms one)
     with pytest.raises(ConfigError) as err:
-        P._load_predictor(client, _version({"topnas.sweep_run_id": run_id,
+        pricing.load_predictor(client, _version({"topnas.sweep_run_id": run_id,
                                             "topnas.predictor_id": "my_device-0123456789"}), None)
     msg = str(err.value)
     assert "\n" not in msg and "my_device-0123456789" in msg and run_id in msg and "pass --predictor" in msg
     # no recorded predictor id / not promoted at all: no silent packaged default either
     with pytest.raises(ConfigError, match=r"records no sweep predictor \(tag topnas.predictor_id\).*--predictor"):
-        P._load_predictor(client, _version({"topnas.sweep_run_id": run_id}), None)
+        pricing.load_predictor(client, _version({"topnas.sweep_run_id": run_id}), None)
     with pytest.raises(ConfigError, match="not promoted from a sweep.*--predictor"):
-        P._load_predictor(client, None, None)
+        pricing.load_predictor(client, None, None)
     # the sweep run is gone from this tracking store
     with pytest.raises(ConfigError, match=r"cannot read sweep run 0123abcd.*pass --predictor") as err:
-        P._load_predictor(client, _version({"topnas.sweep_run_id": "0123abcd", "topnas.predictor_id": "x-1"}), None)
+        pricing.load_predictor(client, _version({"topnas.sweep_run_id": "0123abcd", "topnas.predictor_id": "x-1"}),
+                               None)
     assert "\n" not in str(err.value)
 
 
@@ -497,29 +499,29 @@ def test_recorded_predictor_path_is_used_only_while_it_is_the_same_file(sweep_en
 
     client = sweep_env["client"]
     path = packaged_predictor().save(tmp_path / "dev.json")
-    pid = P._predictor_id(path)
+    pid = pricing.predictor_id(path)
     run = client.create_run(sweep_env["experiment"], run_name="no-artifacts")
     client.log_param(run.info.run_id, "predictor.path", str(path))
     version = _version({"topnas.sweep_run_id": run.info.run_id, "topnas.predictor_id": pid})
-    assert P._load_predictor(client, version, None).source == str(path)
+    assert pricing.load_predictor(client, version, None).source == str(path)
     changed = packaged_predictor()
     changed.intercept_ms += 1.0
     changed.save(path)
     with pytest.raises(ConfigError, match=r"dev.json \(another file now\)"):
-        P._load_predictor(client, version, None)
+        pricing.load_predictor(client, version, None)
     path.unlink()
     with pytest.raises(ConfigError, match=r"dev.json \(missing\)"):
-        P._load_predictor(client, version, None)
+        pricing.load_predictor(client, version, None)
 
 
 def test_explicit_predictor_must_exist_and_parse(sweep_env, tmp_path):
     client = sweep_env["client"]
     with pytest.raises(ConfigError, match="--predictor: got 'nope'.*packaged name"):
-        P._load_predictor(client, None, "nope")
+        pricing.load_predictor(client, None, "nope")
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="--predictor.*cannot read it") as err:
-        P._load_predictor(client, None, str(bad))
+        pricing.load_predictor(client, None, str(bad))
     assert "\n" not in str(err.value)
 
 
@@ -548,7 +550,7 @@ def test_finalize_refuses_without_a_graph_reader(sweep_env, promoted, monkeypatc
     """No ONNX -> kernels reader: the check fails; the config's prediction is never passed off as the export's."""
     promo = promoted("m-noreader")
     rid = _fake_full_run(sweep_env, promo, 0.5)
-    monkeypatch.setattr(P, "_graph_kernels_reader", lambda: None)
+    monkeypatch.setattr(pricing, "_graph_kernels_reader", lambda: None)
     with pytest.raises(ConfigError, match="final latency.*onnx_kernels"):
         P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-noreader")
     assert "final_latency_ms" not in sweep_env["client"].get_run(rid).data.metrics
@@ -562,7 +564,7 @@ def test_finalize_prices_the_graph_not_the_config(sweep_env, promoted, monkeypat
     promo = promoted("m-graph")
     rid = _fake_full_run(sweep_env, promo, 0.5)
     bigger = preset_variant("base")
-    monkeypatch.setattr(P, "_graph_kernels_reader", lambda: (lambda path: kernels_from_config(bigger)))
+    monkeypatch.setattr(pricing, "_graph_kernels_reader", lambda: (lambda path: kernels_from_config(bigger)))
     res = P.finalize(rid, tracking_uri=sweep_env["uri"], model_name="m-graph")
     pred = packaged_predictor()
     assert res.latency_ms == pytest.approx(pred.predict(bigger).ms)

@@ -84,6 +84,7 @@ OPTUNA_FILE = "optuna.db"
 TUNE_DIR = "tune"
 TRAIN_DIR = "train"
 PARETO_DIR = "pareto"
+PARETO_CSV = "pareto.csv"  # the front table: under PARETO_DIR, and an artifact of the parent run
 
 
 @dataclass
