@@ -37,6 +37,8 @@ def setup_differences(champion: Mapping[str, str], candidate: Mapping[str, str])
 
 @dataclass(frozen=True)
 class AcceptDecision:
+    """Where alias ``champion`` points after accept, and why (a sentence for the console)."""
+
     model_name: str
     candidate: str                # version of the full run
     previous: str | None          # champion before

@@ -58,6 +58,8 @@ __all__ = ["FinalizeResult", "finalize", "run_setup"]
 
 @dataclass(frozen=True)
 class FinalizeResult:
+    """The trained version finalize registered: the final numbers beside those predicted at promotion."""
+
     run_id: str
     model_name: str
     version: str                 # the trained version (alias challenger)
@@ -102,7 +104,6 @@ def _find_promoted_version(client: MlflowClient, model_name: str, run) -> ModelV
         if found:
             return max(found, key=lambda v: int(v.version))
     return None
-
 
 
 def run_setup(cfg: Any, predictor_id: str) -> dict[str, str]:
@@ -216,7 +217,6 @@ def finalize(
                           promoted_vals, choice.id)
 
 
-
 def _result_from_version(mv: ModelVersion, run_id: str, model_name: str) -> FinalizeResult:
     t = mv.tags
     return FinalizeResult(run_id, model_name, str(mv.version), t.get(TAG_PROMOTED_VERSION) or None,
@@ -226,5 +226,3 @@ def _result_from_version(mv: ModelVersion, run_id: str, model_name: str) -> Fina
                           {"proxy_mIoU": as_float(t.get(TAG_PROXY_MIOU)), "latency_ms": as_float(t.get(TAG_LAT)),
                            "latency_lo": as_float(t.get(TAG_LAT_LO)), "latency_hi": as_float(t.get(TAG_LAT_HI))},
                           t.get(SETUP_PREDICTOR, ""))
-
-

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LaunchResult:
+    """How the full training was started: run and finalized here, or a Ray job to follow."""
+
     mode: str                        # "local" | "ray-job"
     run_name: str
     command: str

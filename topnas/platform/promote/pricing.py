@@ -160,4 +160,3 @@ def price_onnx(choice: PredictorChoice, onnx_path: str | os.PathLike[str], what:
         raise ConfigError("final latency", what or str(onnx_path), "an exported TopFormer graph",
                           hint="the ONNX graph holds no kernel to price")
     return choice.predictor.predict_kernels(kernels)
-

@@ -53,7 +53,7 @@ PRESET_COMPLEXITY: dict[str, tuple[int, float]] = {
     "small": (3_034_662, 1.1676e9),
     "base": (5_062_646, 1.8202e9),
 }
-# The lr rule of the official configs (train issue): TopFormer-T 3e-4, S and B 1.2e-4.
+# The lr rule of the official configs (hustvl/TopFormer local_configs): TopFormer-T 3e-4, S and B 1.2e-4.
 LR_BY_SIZE = {"tiny": 3e-4, "small": 1.2e-4, "base": 1.2e-4}
 
 
@@ -71,8 +71,8 @@ class SizeClass:
 def size_class(variant: Variant) -> SizeClass:
     """The nearest preset by params and MACs, both counted at 150 classes and 512x512 (log distance).
 
-    A variant equal to a preset's architecture gets that preset. Counting uses the model issue's
-    FLOP counter (one model build, ~1 s).
+    A variant equal to a preset's architecture gets that preset. Counting uses
+    :func:`topnas.topformer.complexity.count_complexity` (one model build, ~1 s).
     """
     params, macs = _complexity_150_512(variant.model.replace(num_classes=150, norm="BN"))
     dist = {name: math.hypot(math.log(params / p), math.log(macs / m))
@@ -268,4 +268,3 @@ def scale_down_experiment(
         "scaling": small.get("scaling") or {},
     }
     return out
-

@@ -234,4 +234,3 @@ def _model_name_from(record: SweepRecord) -> str | None:
         if isinstance(section.get(key), str) and section[key].strip():
             return section[key].strip()
     return None
-

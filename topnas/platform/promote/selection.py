@@ -39,7 +39,6 @@ class PromotionRefused(TopnasError):
         self.dominated_by = tuple(dominated_by)
 
 
-
 @dataclass(frozen=True)
 class Selection:
     """The trial to promote and why."""
@@ -177,5 +176,3 @@ def _selection(row: Any, rule: str, *, on_front: bool, forced: bool = False,
                           hint="the config column does not hash to the recorded variant id")
     return Selection(row=data, variant=variant, rule=rule, on_front=on_front, forced=forced,
                      dominated_by=dominated_by)
-
-

@@ -123,7 +123,7 @@ def load_sweep(
         root = paths.sweeps_root(storage)
         known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         raise ConfigError("--sweep", name, known or f"a sweep under {root} or an MLflow run tagged "
-                          f"{SWEEP_TAG}=<name> at {uri}", hint="no pareto.csv, trial ledger or parent run found")
+                          f"{SWEEP_TAG}=<name> at {uri}", hint=f"no {PARETO_CSV}, trial ledger or parent run found")
     check_columns(trials, ("trial_id", "variant_id", "status", "val_mIoU", "latency_ms", "latency_lo",
                            "latency_hi", "run_id", "config"))
     trials = add_pareto_column(trials.reset_index(drop=True))
