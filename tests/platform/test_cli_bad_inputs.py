@@ -164,6 +164,7 @@ def _specs() -> list[tuple[str, list[str], str]]:
         ("promote: accept with unreachable tracking URI", ["promote", "--accept", "0123456789abcdef",
                                                            "--model-name", "m", "--tracking-uri", "{dead}"],
          "--tracking-uri"),
+        ("promote select: corrupt state.json", ["promote", "select", "s_bad_state", "--knee"], "state.json"),
         ("ui: unknown sweep", ["ui", "no_such_sweep"], "no_such_sweep"),
         ("ui: corrupt state.json", ["ui", "s_bad_state"], "state.json"),
     ]
