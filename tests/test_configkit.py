@@ -9,8 +9,15 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from topnas.configkit import (Section, apply_overrides, compose_yaml, load_yaml, parse_override, resolve_path,
-                              set_dotted)
+from topnas.configkit import (
+    Section,
+    apply_overrides,
+    compose_yaml,
+    load_yaml,
+    parse_override,
+    resolve_path,
+    set_dotted,
+)
 from topnas.errors import ConfigError
 
 

@@ -31,8 +31,9 @@ import functools
 import os
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -58,7 +59,7 @@ __all__ = [
 BASE_KEY = "_base_"
 RUNS_TOKEN = "{runs}"
 
-Overrides = Union[Sequence[str], Mapping[str, Any]]
+Overrides = Sequence[str] | Mapping[str, Any]  # ["a.b=1"] or {"a.b": 1}
 
 
 # ----------------------------------------------------------------------------- typed sections
@@ -101,7 +102,7 @@ class Section:
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -202,7 +203,7 @@ def describe(hint: Any) -> str:
     return {int: "int", float: "number", str: "string", bool: "bool"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def require_positive(name: str, value: float | int | None, allow_zero: bool = False) -> None:
+def require_positive(name: str, value: float | None, allow_zero: bool = False) -> None:
     """``value`` > 0 (or >= 0); None passes (an optional field left out)."""
     if value is None:
         return
