@@ -72,3 +72,22 @@ def test_unknown_keys_name_the_allowed_ones(tmp_path, test_predictor, change, fi
     with pytest.raises(ConfigError) as info:
         SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **change))
     assert info.value.field == field and info.value.allowed == sorted(allowed)
+
+
+def test_scheduler_rungs_and_the_legacy_asha_section(tmp_path, test_predictor):
+    every4 = {"proxy.eval_interval": 4}  # 12 iterations: evaluations at 4, 8, 12
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, scheduler={"name": "moasha"}, **every4))
+    assert cfg.scheduler.rungs == (4, 8) and cfg.scheduler.grace_period == 4
+    assert cfg.scheduler.to_dict() == {"name": "moasha", "grace_period": 4, "reduction_factor": 2.0, "rungs": [4, 8]}
+    fifo = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor))
+    assert fifo.scheduler.rungs == () and fifo.scheduler.to_dict()["rungs"] is None
+    legacy = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, asha={"enabled": True}, **every4))
+    assert legacy.scheduler.name == "asha" and legacy.scheduler.rungs == (4, 8)
+    for change, field in (({"asha": {"enabled": True}, "scheduler": {"name": "asha"}}, "asha"),
+                          ({"asha": {"enabled": "yes"}}, "asha.enabled"),
+                          ({"scheduler": {"name": "moasha", "rungs": [8, 4]}}, "scheduler.rungs"),
+                          ({"scheduler": {"name": "moasha", "rungs": [6]}}, "scheduler.rungs[0]"),
+                          ({"scheduler": {"name": "moasha", "grace_period": 12}}, "scheduler.grace_period")):
+        with pytest.raises(ConfigError) as info:
+            SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **change, **every4))
+        assert info.value.field == field, str(info.value)
