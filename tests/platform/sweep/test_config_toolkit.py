@@ -91,3 +91,12 @@ def test_scheduler_rungs_and_the_legacy_asha_section(tmp_path, test_predictor):
         with pytest.raises(ConfigError) as info:
             SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **change, **every4))
         assert info.value.field == field, str(info.value)
+
+
+def test_empty_sections_and_a_missing_fidelity_table(tmp_path, test_predictor):
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **{"proxy.train": None,
+                                                                         "sampler.options": None}))
+    assert cfg.proxy.train == {} and cfg.sampler_options == {}  # `train:` / `options:` left empty
+    with pytest.raises(ConfigError) as info:  # one line naming the field (was an AttributeError on .hint)
+        SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **{"proxy.fidelity": str(tmp_path / "no.csv")}))
+    assert info.value.field == "proxy.fidelity"

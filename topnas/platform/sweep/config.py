@@ -176,9 +176,12 @@ class ProxyConfig(Section):
 
     @classmethod
     def _expand(cls, data: Any) -> Any:
-        crop = data.get("crop_size") if isinstance(data, Mapping) else None
+        if not isinstance(data, Mapping):
+            return data
+        data = {k: v for k, v in data.items() if not (k == "train" and v is None)}  # `train:` left empty
+        crop = data.get("crop_size")
         if isinstance(crop, int) and not isinstance(crop, bool):
-            return {**data, "crop_size": [crop, crop]}
+            data["crop_size"] = [crop, crop]
         return data
 
     def __post_init__(self) -> None:
@@ -323,6 +326,12 @@ class SamplerSpec(Section):
 
     name: str = "nsga2"
     options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "options" in data and data["options"] is None:  # `options:` left empty
+            return {k: v for k, v in data.items() if k != "options"}
+        return data
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
