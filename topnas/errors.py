@@ -21,6 +21,7 @@ class ConfigError(TopnasError, ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
+        self.hint = hint
         msg = f"{field}: got {value!r}; allowed: {allowed}"
         if hint:
             msg += f" ({hint})"

@@ -19,11 +19,11 @@ official TopFormer-T ADE20K 512x512 160k recipe, hustvl/TopFormer
     tracking:  {enabled, uri, experiment, log_checkpoint, export_onnx}
     fault_injection: null   # test-only: {rank, at_iter, marker}
 
-Composition: ``_base_`` files are deep-merged in order, then the file itself, then ``--set a.b=c``
-overrides (values parsed as YAML). Mappings merge key by key; lists and scalars replace. Unknown keys,
-wrong types and out-of-range values raise :class:`~topnas.errors.ConfigError` naming the dotted field.
-Path fields accept ``~``, ``$VARS`` and a leading ``{runs}`` (the project's run folder) and are made
-absolute against the working directory at load time (workers run elsewhere).
+Composition, overrides, type checks and paths follow :mod:`topnas.configkit`: ``_base_`` files are
+deep-merged in order, then the file itself, then ``--set a.b=c`` overrides (values parsed as YAML).
+Unknown keys, wrong types and out-of-range values raise :class:`~topnas.errors.ConfigError` naming
+the dotted field. Path fields accept ``~``, ``$VARS`` and a leading ``{runs}`` (the project's run
+folder) and are made absolute against the working directory at load time (workers run elsewhere).
 
 Example::
 
@@ -37,15 +37,14 @@ import copy
 import dataclasses
 import functools
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Literal, Mapping
 
 import yaml
 
-from topnas.yamlio import read_yaml_mapping
+from topnas.configkit import (BASE_KEY, Overrides, Section, apply_overrides, compose_yaml, load_yaml,
+                              parse_override, plain, require_positive, resolve_path)
 from topnas.errors import ConfigError, check_keys
 
 __all__ = [
@@ -66,150 +65,12 @@ __all__ = [
     "parse_override",
 ]
 
-BASE_KEY = "_base_"
-RUNS_TOKEN = "{runs}"
 MAX_CLASSES = 255  # labels are uint8 and 255 is the ignore index
-
-
-# ----------------------------------------------------------------------------- generic validation
-class _Section:
-    """Mixin for config dataclasses: ``from_dict`` rejects unknown keys and coerces by annotation."""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(prefix or "config", data, f"a mapping with keys {names}")
-        check_keys(prefix, data.keys(), names)
-        hints = _hints(cls)
-        kwargs = {name: _coerce(_join(prefix, name), data[name], hints[name]) for name in names if name in data}
-        try:
-            return cls(**kwargs)
-        except ConfigError as exc:
-            if prefix and not exc.field.startswith(prefix + "."):
-                raise ConfigError(_join(prefix, exc.field), exc.value, exc.allowed) from None
-            raise
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-
-@functools.lru_cache(maxsize=None)
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses -> dicts, tuples -> lists (so ``yaml.safe_dump`` and MLflow params accept them)."""
-    if isinstance(value, _Section):
-        return value.to_dict()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against a type annotation; convert lists to tuples and numeric strings to floats."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors: list[ConfigError] = []
-        for option in options:
-            try:
-                return _coerce(name, value, option)
-            except ConfigError as exc:
-                errors.append(exc)
-        if len(options) == 1:
-            raise errors[0]
-        raise ConfigError(name, value, " or ".join(_describe(o) for o in args))
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(name, value, list(args))
-        return value
-    if isinstance(hint, type) and issubclass(hint, _Section):
-        return hint.from_dict(value, name)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(name, value, "true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(name, value, "an integer")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # PyYAML reads `1e-6` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise ConfigError(name, value, "a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(name, value, "a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(name, value, "a string")
-        return value
-    if origin is tuple:
-        fixed = not (len(args) == 2 and args[1] is Ellipsis)
-        if not isinstance(value, (list, tuple)) or (fixed and len(value) != len(args)):
-            raise ConfigError(name, value, _describe(hint))
-        item_hints = args if fixed else [args[0]] * len(value)
-        return tuple(_coerce(f"{name}[{i}]", v, h) for i, (v, h) in enumerate(zip(value, item_hints)))
-    if origin in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(name, value, "a mapping")
-        key_hint, value_hint = args or (str, Any)
-        return {_coerce(name, k, key_hint): _coerce(f"{name}.{k}", v, value_hint) for k, v in value.items()}
-    raise TypeError(f"unsupported annotation {hint!r} for {name}")  # a bug in this module
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is type(None):
-        return "null"
-    if origin is tuple:
-        return "[" + ", ".join(_describe(a) for a in args) + "]"
-    if origin is Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin in (dict, Mapping):
-        return "a mapping"
-    return {int: "int", float: "number", str: "string", bool: "bool"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _positive(name: str, value: float | int | None, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(name, value, "a number >= 0" if allow_zero else "a number > 0")
-
-
-def resolve_path(value: str | None) -> str | None:
-    """``~``, ``$VARS`` and a leading ``{runs}`` expanded; relative paths made absolute (cwd)."""
-    if value is None:
-        return None
-    text = os.path.expandvars(os.path.expanduser(value))
-    if text.startswith(RUNS_TOKEN):
-        from topnas.platform.paths import runs_root
-
-        text = str(runs_root()) + text[len(RUNS_TOKEN):]
-    return str(Path(text).absolute())
 
 
 # ----------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """Which network: an official preset or a search-space variant, and how it is initialised.
 
     ``variant`` is a Variant mapping (``topnas model sample`` output) or a path to its YAML/JSON file;
@@ -251,7 +112,7 @@ class ModelConfig(_Section):
             object.__setattr__(self, "variant", loaded)
         if isinstance(self.variant, Mapping):
             inline = {k: v for k, v in self.variant.items() if k != "id"}  # id changes with num_classes
-            object.__setattr__(self, "variant", _plain(inline))
+            object.__setattr__(self, "variant", plain(inline))
         object.__setattr__(self, "pretrained", resolve_path(self.pretrained))
         if self.init == "imagenet_nearest" and self.pretrained is None:
             from topnas.topformer.inherit import OBTAIN_HINT
@@ -278,7 +139,7 @@ class ModelConfig(_Section):
 
 
 @dataclass(frozen=True)
-class FixtureSpec(_Section):
+class FixtureSpec(Section):
     """Generate the synthetic fixture at ``data.root`` before training if it is not there yet."""
 
     classes: int = 5
@@ -289,7 +150,7 @@ class FixtureSpec(_Section):
 
 
 @dataclass(frozen=True)
-class DataConfig(_Section):
+class DataConfig(Section):
     """Dataset folder and the official pipelines' parameters (mmseg ``data`` + pipelines)."""
 
     root: str = ""
@@ -315,23 +176,23 @@ class DataConfig(_Section):
         object.__setattr__(self, "root", resolve_path(self.root))
         for name in ("crop_size", "img_scale", "test_img_scale"):
             for i, v in enumerate(getattr(self, name)):
-                _positive(f"{name}[{i}]", v)
+                require_positive(f"{name}[{i}]", v)
         if self.ratio_range is not None and not 0 < self.ratio_range[0] <= self.ratio_range[1]:
             raise ConfigError("ratio_range", list(self.ratio_range), "[lo, hi] with 0 < lo <= hi, or null")
         if not 0 < self.cat_max_ratio <= 1:
             raise ConfigError("cat_max_ratio", self.cat_max_ratio, "a number in (0, 1]")
         if not 0 <= self.flip_prob <= 1:
             raise ConfigError("flip_prob", self.flip_prob, "a number in [0, 1]")
-        _positive("size_divisor", self.size_divisor)
-        _positive("samples_per_gpu", self.samples_per_gpu)
-        _positive("workers_per_gpu", self.workers_per_gpu, allow_zero=True)
-        _positive("val_max_samples", self.val_max_samples)
+        require_positive("size_divisor", self.size_divisor)
+        require_positive("samples_per_gpu", self.samples_per_gpu)
+        require_positive("workers_per_gpu", self.workers_per_gpu, allow_zero=True)
+        require_positive("val_max_samples", self.val_max_samples)
         if self.train_split == self.val_split:
             raise ConfigError("val_split", self.val_split, f"a split other than train_split={self.train_split!r}")
 
 
 @dataclass(frozen=True)
-class OptimizerConfig(_Section):
+class OptimizerConfig(Section):
     """AdamW with mmcv ``paramwise_cfg.custom_keys``: ``{substring: {lr_mult, decay_mult}}``.
 
     Keys match by substring of the full parameter name, longest key first (mmcv 1.3.14). In the
@@ -352,20 +213,20 @@ class OptimizerConfig(_Section):
     })
 
     def __post_init__(self) -> None:
-        _positive("lr", self.lr)
-        _positive("eps", self.eps)
-        _positive("weight_decay", self.weight_decay, allow_zero=True)
+        require_positive("lr", self.lr)
+        require_positive("eps", self.eps)
+        require_positive("weight_decay", self.weight_decay, allow_zero=True)
         for i, b in enumerate(self.betas):
             if not 0 <= b < 1:
                 raise ConfigError(f"betas[{i}]", b, "a number in [0, 1)")
         for key, mults in self.custom_keys.items():
             check_keys(f"custom_keys.{key}", mults.keys(), ("lr_mult", "decay_mult"))
             for m, v in mults.items():
-                _positive(f"custom_keys.{key}.{m}", v, allow_zero=True)
+                require_positive(f"custom_keys.{key}.{m}", v, allow_zero=True)
 
 
 @dataclass(frozen=True)
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     """mmcv ``lr_config`` (poly by iteration, linear warm-up) and the runner's ``max_iters``."""
 
     policy: Literal["poly"] = "poly"
@@ -377,16 +238,16 @@ class ScheduleConfig(_Section):
     max_iters: int = 160_000
 
     def __post_init__(self) -> None:
-        _positive("power", self.power)
-        _positive("min_lr", self.min_lr, allow_zero=True)
-        _positive("max_iters", self.max_iters)
-        _positive("warmup_iters", self.warmup_iters, allow_zero=self.warmup is None)
+        require_positive("power", self.power)
+        require_positive("min_lr", self.min_lr, allow_zero=True)
+        require_positive("max_iters", self.max_iters)
+        require_positive("warmup_iters", self.warmup_iters, allow_zero=self.warmup is None)
         if not 0 < self.warmup_ratio <= 1:
             raise ConfigError("warmup_ratio", self.warmup_ratio, "a number in (0, 1]")
 
 
 @dataclass(frozen=True)
-class RuntimeConfig(_Section):
+class RuntimeConfig(Section):
     """Hooks of the official runtime: log / evaluation / checkpoint intervals (iterations)."""
 
     log_interval: int = 50
@@ -401,12 +262,12 @@ class RuntimeConfig(_Section):
 
     def __post_init__(self) -> None:
         for name in ("log_interval", "eval_interval", "checkpoint_interval", "keep_checkpoints"):
-            _positive(name, getattr(self, name))
-        _positive("seed", self.seed, allow_zero=True)
+            require_positive(name, getattr(self, name))
+        require_positive("seed", self.seed, allow_zero=True)
 
 
 @dataclass(frozen=True)
-class ScalingSpec(_Section):
+class ScalingSpec(Section):
     """Ray Train workers (``ScalingConfig``), failure handling and storage.
 
     Official "2x8": ``num_workers: 8, use_gpu: true, data.samples_per_gpu: 2``. ``report_poll_s``
@@ -424,11 +285,11 @@ class ScalingSpec(_Section):
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
-        _positive("num_workers", self.num_workers)
-        _positive("cpus_per_worker", self.cpus_per_worker, allow_zero=True)
+        require_positive("num_workers", self.num_workers)
+        require_positive("cpus_per_worker", self.cpus_per_worker, allow_zero=True)
         if self.max_failures < -1:
             raise ConfigError("max_failures", self.max_failures, "-1 (retry forever) or an integer >= 0")
-        _positive("report_poll_s", self.report_poll_s)
+        require_positive("report_poll_s", self.report_poll_s)
         for k in ("CPU", "GPU"):
             if k in self.resources_per_worker:
                 raise ConfigError(f"resources_per_worker.{k}", self.resources_per_worker[k],
@@ -437,7 +298,7 @@ class ScalingSpec(_Section):
 
 
 @dataclass(frozen=True)
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     """MLflow: URI (else $MLFLOW_TRACKING_URI, else sqlite under the run folder) and what to log."""
 
     enabled: bool = True
@@ -452,7 +313,7 @@ class TrackingConfig(_Section):
 
 
 @dataclass(frozen=True)
-class FaultInjection(_Section):
+class FaultInjection(Section):
     """TEST ONLY: worker ``rank`` raises before iteration ``at_iter`` once (a marker file remembers)."""
 
     rank: int = 0
@@ -460,13 +321,13 @@ class FaultInjection(_Section):
     marker: str | None = None  # default: <run dir>/fault_injected_rank<r>_iter<k>
 
     def __post_init__(self) -> None:
-        _positive("rank", self.rank, allow_zero=True)
-        _positive("at_iter", self.at_iter, allow_zero=True)
+        require_positive("rank", self.rank, allow_zero=True)
+        require_positive("at_iter", self.at_iter, allow_zero=True)
         object.__setattr__(self, "marker", resolve_path(self.marker))
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """One training job, from YAML to trainer to tracker (nothing re-parses it)."""
 
     name: str = "train"
@@ -522,13 +383,9 @@ class TrainConfig(_Section):
     def from_yaml_text(cls, text: str) -> "TrainConfig":
         return cls.from_dict(yaml.safe_load(text) or {})
 
-    def with_overrides(self, overrides: Mapping[str, Any] | Sequence[str]) -> "TrainConfig":
+    def with_overrides(self, overrides: Overrides) -> "TrainConfig":
         """A new config with dotted overrides, e.g. ``{"runtime.seed": 1}`` or ``["runtime.seed=1"]``."""
-        raw = self.to_dict()
-        items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
-        for key, value in items:
-            apply_overrides(raw, key, value)
-        return TrainConfig.from_dict(raw)
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
 
     def __getstate__(self) -> dict[str, Any]:  # cached_property values stay out of pickles
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -545,73 +402,9 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(list, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
 
 
-# ----------------------------------------------------------------------------- composition
-def _read_yaml(path: Path) -> dict[str, Any]:
-    return read_yaml_mapping(path, "config")
-
-
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(dict(out[k]), v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def compose_yaml(path: str | os.PathLike[str], _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The file's mapping with its ``_base_`` files merged underneath (recursively)."""
-    path = Path(path).absolute()
-    if path in _stack:
-        chain = " -> ".join(p.name for p in (*_stack, path))
-        raise ConfigError(BASE_KEY, str(path), "an acyclic chain of base files", hint=f"cycle {chain}")
-    data = _read_yaml(path)
-    bases = data.pop(BASE_KEY, [])
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path.name}:{BASE_KEY}", bases, "a file name or a list of file names")
-    merged: dict[str, Any] = {}
-    for base in bases:
-        merged = _merge(merged, compose_yaml(path.parent / base, (*_stack, path)))
-    return _merge(merged, data)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"a.b=c"`` -> ``("a.b", yaml.safe_load("c"))``."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError("--set", text, "KEY=VALUE with a dotted KEY, e.g. optimizer.lr=1.2e-4")
-    try:
-        return key, yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        return key, value
-
-
-def apply_overrides(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``raw[a][b] = value`` for ``key="a.b"``, creating mappings on the way."""
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(".".join(parts[: i + 1]), child, "a mapping", hint=f"cannot set {key}")
-        node = child
-    node[parts[-1]] = value
-
-
-def load_config(
-    path: str | os.PathLike[str],
-    overrides: Sequence[str] | Mapping[str, Any] = (),
-) -> TrainConfig:
+# ----------------------------------------------------------------------------- loading
+def load_config(path: str | os.PathLike[str], overrides: Overrides = ()) -> TrainConfig:
     """Compose ``path`` with its bases, apply ``overrides``, validate. ``name`` defaults to the file stem."""
-    raw = compose_yaml(path)
+    raw = load_yaml(path, overrides)
     raw.setdefault("name", Path(path).stem)
-    items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
-    for key, value in items:
-        apply_overrides(raw, key, value)
     return TrainConfig.from_dict(raw)
