@@ -8,7 +8,7 @@ hands the command a :class:`Console` that writes to the real terminal: the compa
 (:mod:`topnas.platform.liveview`), one line per finished trial, warnings and errors of topnas
 itself. With ``verbose=True`` nothing is redirected (today's full output).
 
-A bad input (a :class:`~topnas.errors.ConfigError` raised before anything ran) leaves nothing
+A bad input (a :class:`~topnas.errors.TopnasError` raised before the run got under way) leaves nothing
 behind: the log file and the folders the session made for it are removed. Any other failure keeps
 the log and names it on stderr after the terminal is restored, so the traceback and the error's
 own line still reach the console in full.
@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 from typing import IO, Iterator
 
-from topnas.errors import ConfigError, TopnasError
+from topnas.errors import TopnasError
 
 __all__ = ["LOG_DIR", "Console", "session"]
 
 LOG_DIR = "logs"
-_CLEAR_BELOW = "\x1b[J"
+_CLEAR_LINE_DOWN = "\x1b[2K\x1b[1B"  # blank this line, cursor one line down (never scrolls)
 
 
 class Console:
@@ -77,7 +77,8 @@ class Console:
                 return
             self._erase()
             self._block = list(lines)
-            if self.tty:
+            if self.tty:  # taller than the terminal, the lines scrolled off could not be redrawn
+                self._block = self._block[:max(1, _size(self.stream).lines - 1)]
                 self._draw()
             else:
                 self.stream.write("".join(f"{x}\n" for x in lines))
@@ -96,12 +97,18 @@ class Console:
             _flush(self.stream)
 
     def _erase(self) -> None:
+        """Blank the block's lines one by one and return to its first line.
+
+        Not "clear to the end of the screen": tmux (``scroll-on-clear``) treats that, from the
+        top-left corner, as clearing the screen and pushes the block into the scrollback each time.
+        """
         if self.tty and self._block:
-            self.stream.write(f"\x1b[{len(self._block)}F{_CLEAR_BELOW}")
+            n = len(self._block)
+            self.stream.write(f"\r\x1b[{n}A" + _CLEAR_LINE_DOWN * n + f"\x1b[{n}A")
 
     def _draw(self) -> None:
         if self.tty and self._block:
-            width = _columns(self.stream)  # a wrapped line would break the count of lines to move up
+            width = _size(self.stream).columns  # a wrapped line would break the count of lines to move up
             self.stream.write("".join(f"{x[:width - 1]}\n" for x in self._block))
         self.stream.flush()
 
@@ -150,12 +157,12 @@ def session(command: str, log_dir: str | os.PathLike[str], verbose: bool = False
         log.close()
         for stream in {out, err} - {sys.stdout, sys.stderr}:
             stream.close()
-        if isinstance(failed, ConfigError) and not console.started:  # bad input: nothing written
+        if isinstance(failed, TopnasError) and not console.started:  # bad input: nothing written
             path.unlink(missing_ok=True)
             for folder in made:  # innermost first
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-        elif failed is not None and not isinstance(failed, (KeyboardInterrupt, TopnasError)):
+        elif failed is not None and not isinstance(failed, KeyboardInterrupt):
             print(f"the full log of Ray, Tune and MLflow: {path}", file=sys.stderr, flush=True)
 
 
@@ -195,11 +202,11 @@ def _ray_logs_dir() -> str:
         return ""
 
 
-def _columns(stream: IO[str]) -> int:
+def _size(stream: IO[str]) -> os.terminal_size:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        return os.get_terminal_size(stream.fileno())
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return 200
+        return os.terminal_size((200, 50))
 
 
 def _isatty(stream: IO[str]) -> bool:

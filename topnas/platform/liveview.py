@@ -124,8 +124,9 @@ def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples:
 
     def tick(elapsed: float) -> list[str]:
         snap = read_sweep(folder, name, num_samples)
-        if (folder / TUNE_DIR).is_dir():
+        if (folder / TUNE_DIR).is_dir():  # under way: name the log (a bad input prints nothing)
             console.started = True
+            console.announce_log()
         for row in snap.finished:
             if str(row["trial_id"]) not in seen:
                 seen.add(str(row["trial_id"]))
@@ -166,8 +167,9 @@ def watch_train(console: Console, run_dir: str | Path, name: str, max_iters: int
 
     def tick(elapsed: float) -> list[str]:
         snap = read_train(run_dir, name, max_iters)
-        if snap.iteration > start:
+        if snap.iteration > start or Path(run_dir).is_dir():
             console.started = True
+            console.announce_log()
         return render_train(snap, elapsed, start)
 
     with watch(console, tick):
@@ -195,8 +197,6 @@ def watch(console: Console, tick: Callable[[float], list[str]], poll_s: float = 
             block = tick(elapsed)
         except Exception:  # noqa: BLE001 - a view must never break the run; the next tick reads again
             return
-        if console.started:  # once the run is under way (a bad input prints nothing)
-            console.announce_log()
         if console.tty or final:
             console.block(block)
         elif elapsed - last_plain[0] >= PLAIN_EVERY_S:  # a CI log: progress and counts now and then

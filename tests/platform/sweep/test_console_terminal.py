@@ -65,11 +65,14 @@ def test_the_terminal_shows_the_view_and_the_front_and_no_ray_internals(screen):
     assert len(front) >= 2
     lines = text.splitlines()
     # the live block left on screen: progress, counts and the front (variant, mIoU, latency) ...
-    assert any(line.startswith(f"sweep {cfg.name}: 8/8 trials") for line in lines), text
+    progress = [line for line in lines if line.startswith(f"sweep {cfg.name}: ") and " trials " in line]
+    assert len(progress) == 1 and progress[0].startswith(f"sweep {cfg.name}: 8/8 trials"), text  # redrawn in place
     counts = next(line for line in lines if line.startswith("  running "))
     assert counts.split()[:2] == ["running", "0"]
     header = next(i for i, line in enumerate(lines) if line.startswith("  front (") and "latency ms" in line)
-    assert header >= 0
+    fastest = front.sort_values("latency_ms").iloc[0]
+    assert lines[header + 1].split() == [fastest["variant_id"], f"{fastest['val_mIoU']:.4f}",
+                                         f"{fastest['latency_ms']:.1f}"]
     # ... the final table, and one line per finished trial
     table = next(i for i, line in enumerate(lines) if line.split()[:3] == ["variant", "mIoU", "latency"])
     for _, row in front.iterrows():
