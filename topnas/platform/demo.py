@@ -84,7 +84,7 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole main job under ``out`` and return what it produced (see the module docstring).
 
-    ``console`` (the CLI's): the sweep's live view is drawn on it.
+    ``console`` (the CLI's): the live views of the sweep and of the full run are drawn on it.
     """
     from topnas.platform import promote as P
     from topnas.platform.promote import experiments_dir
@@ -162,7 +162,8 @@ def run_demo(
         echo(f"   scaled-down run:    {promo.train_yaml}")
         echo(f"   registry: {promo.model_name} v{promo.version}, alias challenger")
         echo(f"   full training (scaled down) {promo.run_name} ...")
-        launched = P.launch_local(promo)
+        with _train_view(console, promo):
+            launched = P.launch_local(promo)
         fin = launched.finalized
         echo(f"   final mIoU {fin.final_miou:.4f} (proxy {fin.promoted['proxy_mIoU']:.4f}); ONNX export predicted "
              f"{fin.latency_ms:.2f} ms [{fin.latency_lo:.2f}, {fin.latency_hi:.2f}]; {promo.model_name} "
@@ -183,6 +184,17 @@ def _sweep_view(console: Console | None, cfg) -> contextlib.AbstractContextManag
     from topnas.platform.liveview import watch_sweep
 
     return watch_sweep(console, cfg.sweep_dir, cfg.name, cfg.num_samples)
+
+
+def _train_view(console: Console | None, promo) -> contextlib.AbstractContextManager:
+    if console is None:
+        return contextlib.nullcontext()
+    from topnas.platform.liveview import watch_train
+    from topnas.platform.train.config import load_config
+    from topnas.platform.train.trainer import run_dir_for
+
+    cfg = load_config(promo.train_yaml)
+    return watch_train(console, run_dir_for(cfg, promo.run_name), promo.run_name, cfg.schedule.max_iters)
 
 
 def _step(echo: Callable[[str], None], n: int, text: str) -> None:
