@@ -32,19 +32,17 @@ def test_foreign_output_goes_to_the_log_and_ours_to_the_terminal(tmp_path, capfd
 
 
 def test_bad_input_leaves_nothing_behind(tmp_path, capfd):
-    with pytest.raises(ConfigError):
-        with session("sweep", tmp_path / "new" / "logs"):
-            os.write(2, b"mlflow: migrating\n")
-            raise ConfigError("num_samples", 0, "an int >= 1")
+    with pytest.raises(ConfigError), session("sweep", tmp_path / "new" / "logs"):
+        os.write(2, b"mlflow: migrating\n")
+        raise ConfigError("num_samples", 0, "an int >= 1")
     assert not (tmp_path / "new").exists()
     assert capfd.readouterr() == ("", "")
 
 
 def test_a_crash_keeps_the_log_and_names_it_on_stderr(tmp_path, capfd):
-    with pytest.raises(RuntimeError):
-        with session("train", tmp_path / "logs") as console:
-            os.write(2, b"worker died\n")
-            raise RuntimeError("TrainingFailedError")
+    with pytest.raises(RuntimeError), session("train", tmp_path / "logs") as console:
+        os.write(2, b"worker died\n")
+        raise RuntimeError("TrainingFailedError")
     err = capfd.readouterr().err
     assert f"the full log of Ray, Tune and MLflow: {console.log_path}" in err
     assert "worker died" in console.log_path.read_text() and "worker died" not in err

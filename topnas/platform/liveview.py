@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from topnas.platform.console import Console
+from topnas.platform.pareto import finite_or_none
 
 __all__ = ["FRONT_ROWS", "SweepSnapshot", "TrainSnapshot", "read_sweep", "read_train", "render_sweep",
            "render_train", "trial_line", "watch", "watch_sweep", "watch_train"]
@@ -81,10 +82,10 @@ def render_sweep(snap: SweepSnapshot, elapsed_s: float, done_at_start: int = 0) 
     """The live block: progress, counts, elapsed/ETA, the front (fastest first, at most FRONT_ROWS)."""
     c = snap.counts
     lines = [
-        f"sweep {snap.name}: {snap.done}/{snap.num_samples} trials   elapsed {_clock(elapsed_s)}   "
-        f"ETA {_eta(elapsed_s, snap.done - done_at_start, snap.num_samples - snap.done)}",
-        f"  running {c['running']}   finished {c['finished']}   stopped {c['stopped']}   "
-        f"infeasible {c['infeasible']}   failed {c['failed']}",
+        (f"sweep {snap.name}: {snap.done}/{snap.num_samples} trials   elapsed {_clock(elapsed_s)}   "
+         f"ETA {_eta(elapsed_s, snap.done - done_at_start, snap.num_samples - snap.done)}"),
+        (f"  running {c['running']}   finished {c['finished']}   stopped {c['stopped']}   "
+         f"infeasible {c['infeasible']}   failed {c['failed']}"),
     ]
     if not snap.front:
         lines.append("  front: no finished trial yet")
@@ -102,7 +103,7 @@ def render_sweep(snap: SweepSnapshot, elapsed_s: float, done_at_start: int = 0) 
 def trial_line(row: dict[str, Any]) -> str:
     """One finished trial, for the lines printed above the live block."""
     status = str(row["status"])
-    miou, ms = _num(row.get("val_mIoU")), _num(row.get("latency_ms"))
+    miou, ms = finite_or_none(row.get("val_mIoU")), finite_or_none(row.get("latency_ms"))
     text = f"  trial {row['trial_id']}  {row['variant_id']}  {status:<13}"
     text += f"  mIoU {miou:.4f}" if miou is not None else "  mIoU    -  "
     text += f"  {ms:6.1f} ms" if ms is not None else "       - ms"
@@ -157,7 +158,7 @@ def render_train(snap: TrainSnapshot, elapsed_s: float, start_iteration: int = 0
     line = (f"train {snap.name}: iteration {snap.iteration}/{snap.max_iters} ({pct:.0f}%, at the last checkpoint)"
             f"   elapsed {_clock(elapsed_s)}   ETA "
             f"{_eta(elapsed_s, snap.iteration - start_iteration, snap.max_iters - snap.iteration)}")
-    miou = _num(snap.metrics.get("val_mIoU"))
+    miou = finite_or_none(snap.metrics.get("val_mIoU"))
     return [line] + ([f"  val mIoU {miou:.4f}"] if miou is not None else [])
 
 
@@ -241,10 +242,3 @@ def _eta(elapsed_s: float, done: int, left: int) -> str:
         return "-"
     return _clock(elapsed_s / done * left)
 
-
-def _num(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
