@@ -54,3 +54,14 @@ def test_verbose_redirects_nothing(tmp_path, capfd):
         console.line("ours")
     assert capfd.readouterr().out == "Trial status: 1 RUNNING\nours\n"
     assert console.log_path is None and not console.tty and not (tmp_path / "logs").exists()
+
+
+def test_verbose_is_spelled_the_same_on_the_three_commands():
+    from topnas.platform.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["sweep", "x.yaml"], ["train", "x.yaml"], ["demo"]):
+        assert parser.parse_args(argv).verbose is False
+        for flag in ("-v", "--verbose"):
+            assert parser.parse_args([*argv, flag]).verbose is True
+            assert parser.parse_args([flag, *argv]).verbose is True  # the root's flag is not reset by the command
