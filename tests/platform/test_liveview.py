@@ -144,3 +144,16 @@ def test_a_failing_tick_never_breaks_the_run_and_a_failed_start_leaves_no_block(
     except KeyError:
         pass
     assert out.getvalue() == "starting\n" + "\r\x1b[1A\x1b[2K\x1b[1B\x1b[1A"
+
+
+def test_our_warnings_on_a_terminal_go_above_the_block(tmp_path, monkeypatch):
+    import logging
+
+    from topnas.platform import console as C
+
+    monkeypatch.setattr(C, "_isatty", lambda stream: True)
+    with C.session("sweep", tmp_path / "logs") as console:
+        console.block(["sweep s: 0/2 trials"])
+        logging.getLogger("topnas.platform.sweep.callback").error("could not record finished trial t1")
+        console.close_block()
+    assert console.lines_written == 1  # the error went through the console, which redrew its block below it

@@ -137,7 +137,8 @@ def session(command: str, log_dir: str | os.PathLike[str], verbose: bool = False
     out = _terminal(sys.stdout, saved[1])
     err = _terminal(sys.stderr, saved[2])
     console = Console(out, log_path=path)
-    handler = logging.StreamHandler(err)  # topnas's own warnings and errors stay on screen
+    # topnas's own warnings and errors stay on screen (through the console on a terminal, above its block)
+    handler = _ConsoleHandler(console) if console.tty else logging.StreamHandler(err)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     ours = logging.getLogger("topnas")
@@ -165,6 +166,20 @@ def session(command: str, log_dir: str | os.PathLike[str], verbose: bool = False
                     folder.rmdir()
         elif failed is not None and not isinstance(failed, KeyboardInterrupt):
             print(f"the full log of Ray, Tune and MLflow: {path}", file=sys.stderr, flush=True)
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as permanent console lines, so a redrawn block is not torn by them."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.line(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must not raise
+            self.handleError(record)
 
 
 def _terminal(stream: IO[str], saved_fd: int) -> IO[str]:
