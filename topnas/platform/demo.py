@@ -26,9 +26,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from topnas.errors import ConfigError
+from topnas.platform.console import LOG_DIR
+
+if TYPE_CHECKING:
+    from topnas.platform.console import Console
 
 __all__ = ["DEMO_SWEEP", "DemoResult", "run_demo"]
 
@@ -76,8 +80,12 @@ def run_demo(
     fresh: bool = False,
     num_cpus: int | None = None,
     echo: Callable[[str], None] = print,
+    console: Console | None = None,
 ) -> DemoResult:
-    """Run the whole main job under ``out`` and return what it produced (see the module docstring)."""
+    """Run the whole main job under ``out`` and return what it produced (see the module docstring).
+
+    ``console`` (the CLI's): the live views of the sweep and of the full run are drawn on it.
+    """
     from topnas.platform import promote as P
     from topnas.platform.promote import experiments_dir
 
@@ -89,7 +97,9 @@ def run_demo(
         if not (out / MARKER).is_file():
             raise ConfigError("--out", str(out), "a folder made by `topnas demo` (it has no .topnas-demo marker)",
                               hint="refusing to delete it; choose another --out")
-        shutil.rmtree(out)
+        for child in out.iterdir():  # the console's log of this very run is already open under logs/
+            if child.name != LOG_DIR:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `topnas demo`; safe to delete\n")
     db = out / "mlflow.db"
@@ -121,7 +131,8 @@ def run_demo(
                 cfg = load_saved_config(cfg.sweep_dir)
             _step(echo, 2, f"sweep {cfg.name}: {cfg.num_samples} trials, {cfg.max_concurrent} at a time, "
                            f"{cfg.sampler}, embedded Ray" + (" (resuming)" if resume else ""))
-            result = run_sweep(cfg, address=None, resume=resume, num_cpus=num_cpus)
+            with _sweep_view(console, cfg):
+                result = run_sweep(cfg, address=None, resume=resume, num_cpus=num_cpus)
             table_df = result.trials
             echo(f"   sweep done in {result.elapsed_s:.0f} s: {result.counts}, hypervolume {result.hypervolume:.4g}")
 
@@ -151,7 +162,8 @@ def run_demo(
         echo(f"   scaled-down run:    {promo.train_yaml}")
         echo(f"   registry: {promo.model_name} v{promo.version}, alias challenger")
         echo(f"   full training (scaled down) {promo.run_name} ...")
-        launched = P.launch_local(promo)
+        with _train_view(console, promo):
+            launched = P.launch_local(promo)
         fin = launched.finalized
         echo(f"   final mIoU {fin.final_miou:.4f} (proxy {fin.promoted['proxy_mIoU']:.4f}); ONNX export predicted "
              f"{fin.latency_ms:.2f} ms [{fin.latency_lo:.2f}, {fin.latency_hi:.2f}]; {promo.model_name} "
@@ -164,6 +176,25 @@ def run_demo(
                       trials=len(table_df), promoted_yaml=promo.yaml_path, train_yaml=promo.train_yaml,
                       challenger=fin.version, champion=decision.champion, full_run_id=fin.run_id,
                       final_miou=fin.final_miou, latency_ms=fin.latency_ms, elapsed_s=elapsed)
+
+
+def _sweep_view(console: Console | None, cfg) -> contextlib.AbstractContextManager:
+    if console is None:
+        return contextlib.nullcontext()
+    from topnas.platform.liveview import watch_sweep
+
+    return watch_sweep(console, cfg.sweep_dir, cfg.name, cfg.num_samples)
+
+
+def _train_view(console: Console | None, promo) -> contextlib.AbstractContextManager:
+    if console is None:
+        return contextlib.nullcontext()
+    from topnas.platform.liveview import watch_train
+    from topnas.platform.train.config import load_config
+    from topnas.platform.train.trainer import run_dir_for
+
+    cfg = load_config(promo.train_yaml)
+    return watch_train(console, run_dir_for(cfg, promo.run_name), promo.run_name, cfg.schedule.max_iters)
 
 
 def _step(echo: Callable[[str], None], n: int, text: str) -> None:

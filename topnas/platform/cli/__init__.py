@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="topnas",
         description="Ray-distributed experiment and architecture search platform for TopFormer.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging; sweep/train/demo also show Ray's, Tune's and MLflow's own output")
     sub = parser.add_subparsers(dest="noun", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for noun in NOUNS:
         try:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from topnas.platform.cli.options import add_verbose_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole platform in minutes: sweep, Pareto front, promotion",
@@ -15,11 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="iterations of the scaled-down full run (default: experiments/demo_tiny_fixture.yaml's)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")
     p.add_argument("--fresh", action="store_true", help="delete an earlier demo folder first")
+    add_verbose_option(p)
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from topnas.platform.console import LOG_DIR, session
     from topnas.platform.demo import run_demo
 
-    run_demo(args.out, args.trials, full_iters=args.full_iters, fresh=args.fresh, num_cpus=args.num_cpus)
+    with session("demo", Path(args.out).absolute() / LOG_DIR, args.verbose) as console:
+        console.announce_log()
+        run_demo(args.out, args.trials, full_iters=args.full_iters, fresh=args.fresh, num_cpus=args.num_cpus,
+                 echo=console.echo, console=console)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from topnas.errors import ConfigError
-from topnas.platform.cli.options import add_config_options
+from topnas.platform.cli.options import add_config_options, add_verbose_option
 
 EPILOG = """examples:
   topnas sweep experiments/sweep_demo_fixture.yaml --num-cpus 2
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "default: start a local Ray")
     p.add_argument("--resume", metavar="SWEEP", help="finish sweep SWEEP (a name under <runs>/sweeps or a folder)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started here (default: all)")
+    add_verbose_option(p)
     p.set_defaults(func=_sweep)
 
 
@@ -55,9 +56,13 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"# sweep folder {cfg.sweep_dir}; search space {cfg.space.size} variants; "
               f"{cfg.num_samples} trials, {cfg.max_concurrent} at a time")
         return 0
+    from topnas.platform.console import LOG_DIR, session
+    from topnas.platform.liveview import watch_sweep
     from topnas.platform.sweep.runner import run_sweep
 
-    result = run_sweep(cfg, address=args.address, resume=bool(args.resume), num_cpus=args.num_cpus)
+    with session("sweep", cfg.sweep_dir / LOG_DIR, args.verbose) as console, \
+            watch_sweep(console, cfg.sweep_dir, cfg.name, cfg.num_samples):
+        result = run_sweep(cfg, address=args.address, resume=bool(args.resume), num_cpus=args.num_cpus)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "no trial"
     print(f"sweep {result.name}: {counts}; hypervolume {result.hypervolume:.4g} "
           f"(reference {result.reference_point['latency_ms']:.1f} ms) in {result.elapsed_s:.0f} s")

@@ -5,7 +5,7 @@ import argparse
 import time
 
 from topnas.errors import ConfigError
-from topnas.platform.cli.options import add_config_options
+from topnas.platform.cli.options import add_config_options, add_verbose_option
 
 EPILOG = """examples:
   topnas train experiments/demo_tiny_fixture.yaml
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-name", help="run name (default: <config name>-<timestamp>)")
     p.add_argument("--storage", help="Ray Train storage folder holding runs (default: <runs>/train); "
                                      "used to find --resume runs without a config")
+    add_verbose_option(p)
     p.set_defaults(func=_train)
 
 
@@ -58,14 +59,19 @@ def _train(args: argparse.Namespace) -> int:
         print(f"# variant {cfg.variant.id} ({cfg.variant.preset or 'custom'}), norm {cfg.resolved_norm()}, "
               f"total batch {cfg.total_batch_size}")
         return 0
-    from topnas.platform.train.trainer import run_training
+    from topnas.platform.console import LOG_DIR, session
+    from topnas.platform.liveview import watch_train
+    from topnas.platform.paths import runs_root
+    from topnas.platform.train.trainer import run_dir_for, run_training
 
     if args.resume:
         run_name, mode = args.resume, "must"
     else:
         run_name, mode = args.run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", "never"
     try:
-        result = run_training(cfg, run_name=run_name, resume=mode)
+        with session("train", runs_root() / LOG_DIR, args.verbose) as console, \
+                watch_train(console, run_dir_for(cfg, run_name), run_name, cfg.schedule.max_iters):
+            result = run_training(cfg, run_name=run_name, resume=mode)
     except KeyboardInterrupt:
         print(f"continue the run with: topnas train --resume {run_name}", flush=True)
         raise
