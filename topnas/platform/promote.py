@@ -51,6 +51,7 @@ import yaml
 from topnas.errors import ConfigError, TopnasError
 from topnas.platform import pareto as _pareto
 from topnas.platform import paths, tracking
+from topnas.platform.objectives import OBJECTIVES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,7 +103,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "topformer-ade20k"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-OBJECTIVES = {"val_mIoU": "max", "latency_ms": "min"}
 PROMOTED_SUBDIR = "promoted"
 PROMOTION_ARTIFACT = "promotion"
 FULL_EXPERIMENT = "topnas-promoted"
@@ -258,9 +258,9 @@ def load_sweep(
                 trials, source = _read_trials_csv(folder / rel), str(folder / rel)
                 break
         if trials is None and (folder / "trials.jsonl").is_file():
-            from topnas.platform.sweep import records as _records  # the sweep's own ledger
+            from topnas.platform.sweep.ledger import Ledger, frame  # the sweep's own ledger
 
-            trials, source = _records.frame(_records.Ledger(folder).records()), str(folder / "trials.jsonl")
+            trials, source = frame(Ledger(folder).records()), str(folder / "trials.jsonl")
     if trials is None and parent_id:
         trials, source = _trials_from_parent(client, parent_id)
     if trials is None:
