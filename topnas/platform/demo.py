@@ -104,12 +104,12 @@ def run_demo(
             run_sweep,
         )
         from topnas.platform.sweep.fidelity import fidelity_of
-        from topnas.platform.sweep.layout import SweepFolder
+        from topnas.platform.sweep.layout import SweepFolder, SweepStatus
 
         # The config is parsed once: from the sweep's own folder to resume an interrupted sweep, else the YAML.
         folder = SweepFolder(_sweep_dir_of(sweep_yaml))
         status = _sweep_status(folder.state)
-        reuse = status == "finished" and _finished_trials(folder.root) >= trials
+        reuse = status == SweepStatus.FINISHED and _finished_trials(folder.root) >= trials
         resume = status is not None and not reuse
         cfg = load_saved_config(folder.root) if resume else load_sweep_config(sweep_yaml, {"num_samples": int(trials)})
 
@@ -207,12 +207,14 @@ def _sweep_dir_of(sweep_yaml: Path) -> Path:
 def _sweep_status(state_file: Path) -> str | None:
     import json
 
+    from topnas.platform.sweep.layout import SweepStatus
+
     if not state_file.is_file():
         return None
     try:
-        return str(json.loads(state_file.read_text()).get("status") or "running")
+        return str(json.loads(state_file.read_text()).get("status") or SweepStatus.RUNNING)
     except (OSError, ValueError):
-        return "running"
+        return SweepStatus.RUNNING
 
 
 def _finished_trials(sweep_dir: Path) -> int:

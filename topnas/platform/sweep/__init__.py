@@ -18,9 +18,20 @@ Modules: ``config`` (YAML -> :class:`SweepConfig`), ``estimates`` (latency predi
 ``runner`` (:func:`run_sweep`, resume). Ray, Optuna and MLflow are imported only when a sweep runs.
 """
 from topnas.platform.objectives import OBJECTIVES, TrialStatus
-from topnas.platform.sweep.config import SAMPLERS, SweepConfig, load_sweep_config, make_sampler
+from topnas.platform.sweep.config import (
+    SAMPLERS,
+    SweepConfig,
+    load_sweep_config,
+    make_sampler,
+)
 from topnas.platform.sweep.layout import resolve_sweep_dir
-from topnas.platform.sweep.ledger import Ledger, TrialRecord, load_front, load_trials, trial_status
+from topnas.platform.sweep.ledger import (
+    Ledger,
+    TrialRecord,
+    load_front,
+    load_trials,
+    trial_status,
+)
 
 __all__ = [
     "OBJECTIVES",

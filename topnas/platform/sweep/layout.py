@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import MISSING, asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from topnas.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE", "FIDELITY_FILE", "LEDGER_FILE", "OPTUNA_FILE", "PARETO_DIR", "PENDING_FILE", "RUNG_FILE",
-    "SPACE_FILE", "STATE_FILE", "TRAIN_DIR", "TUNE_DIR", "SweepFolder", "SweepState", "resolve_sweep_dir",
+    "SPACE_FILE", "STATE_FILE", "TRAIN_DIR", "TUNE_DIR", "SweepFolder", "SweepState", "SweepStatus", "resolve_sweep_dir",
 ]
 
 CONFIG_FILE = "sweep.yaml"
@@ -70,6 +71,15 @@ class SweepFolder:
         return self.state.is_file() or self.ledger.is_file()
 
 
+class SweepStatus(StrEnum):
+    """A whole sweep's status (``state.json`` and the parent run's ``topnas.status`` tag)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: continue it with --resume
+
+
 @dataclass
 class SweepState:
     """``state.json``: what a resumed driver or ``topnas pareto show`` needs besides the config."""
@@ -81,7 +91,7 @@ class SweepState:
     reference_point: dict[str, float]
     predictor_id: str
     created: float = 0.0
-    status: str = "running"  # the sweep's: running | finished | failed | interrupted (not a TrialStatus)
+    status: str = "running"  # a SweepStatus
     predictor_label: str = ""        # device + predictor id, for plot axes and tables
     predictor_provenance: str = ""   # what the latency numbers rest on (calibration sources)
 

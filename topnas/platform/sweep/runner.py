@@ -40,6 +40,7 @@ from topnas.platform.sweep.layout import (
     TUNE_DIR,
     SweepFolder,
     SweepState,
+    SweepStatus,
     resolve_sweep_dir,
 )
 from topnas.platform.sweep.ledger import Ledger, frame
@@ -156,13 +157,13 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
             watch = start_local_ray(**init)
         else:
             ray.init(**init)
-    status = "failed"
+    status = SweepStatus.FAILED
     try:
         _fit(cfg, state, tracker, info["id"], resume)
         settle(cfg, state, tracker)  # every finished trial recorded, abandoned runs closed, or a loud error
-        status = "finished"
+        status = SweepStatus.FINISHED
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = SweepStatus.INTERRUPTED
         raise
     finally:
         state.status = status
@@ -170,7 +171,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
         with contextlib.suppress(Exception):  # the parent's status; the trials' records are settled above
             client.set_tag(state.parent_run_id, STATUS_TAG, status)
             client.set_terminated(state.parent_run_id,
-                                  status={"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
+                                  status={SweepStatus.FINISHED: "FINISHED", SweepStatus.INTERRUPTED: "KILLED"}.get(status, "FAILED"))
         if started_ray:
             ray.shutdown()
         if watch is not None:
@@ -226,7 +227,7 @@ def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]
     folder.mkdir(parents=True, exist_ok=True)
     reference = _reference_point(cfg)
     exp_id = tracking.get_or_create_experiment(cfg.experiment, client=client)
-    tags = {SWEEP_TAG: cfg.name, KIND_TAG: KIND_SWEEP, STATUS_TAG: "running",
+    tags = {SWEEP_TAG: cfg.name, KIND_TAG: KIND_SWEEP, STATUS_TAG: SweepStatus.RUNNING,
             "topnas.sampler": cfg.sampler, "topnas.scheduler": cfg.scheduler.name, "topnas.predictor_id": info["id"], "topnas.sweep_dir": str(folder)}
     parent, reused = tracking.start_or_resume_run(client, exp_id, f"sweep:{cfg.name}", run_name=cfg.name, tags=tags)
     if reused:
@@ -244,9 +245,9 @@ def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]
 
 
 def _reopen_parent(cfg: SweepConfig, client: Any, state: SweepState) -> None:
-    client.set_tag(state.parent_run_id, STATUS_TAG, "running")
+    client.set_tag(state.parent_run_id, STATUS_TAG, SweepStatus.RUNNING)
     client.update_run(state.parent_run_id, status="RUNNING")
-    state.status = "running"
+    state.status = SweepStatus.RUNNING
     state.save(cfg.sweep_dir)
 
 
