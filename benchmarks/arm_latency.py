@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from topnas.platform.latency.arch_table import read_arch_table
-from topnas.platform.latency.fewshot import evaluate, feature_matrix, fit_device
+from topnas.platform.latency.fewshot import evaluate, fit_device
 from topnas.platform.latency.spaces import get_space
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arm_latency"

@@ -111,8 +111,8 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
     from ray.tune.search import Searcher
 
     from topnas.platform import pareto as P
-    from topnas.platform.sweep import records as R
     from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.ledger import Ledger, TrialRecord, trial_status
     from topnas.platform.sweep.replay import eval_iterations, load_replay
     from topnas.platform.sweep.scheduler import make_scheduler
     from topnas.platform.sweep.searcher import META_KEY, SweepSearch
@@ -121,7 +121,7 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
     evals = eval_iterations(cfg.proxy.iterations, cfg.proxy.eval_interval)
     searcher = SweepSearch(cfg, _NoTracker(), "replay", storage=optuna.storages.InMemoryStorage())
     scheduler = make_scheduler(cfg, reference)
-    ledger = R.Ledger(cfg.sweep_dir)
+    ledger = Ledger(cfg.sweep_dir)
     run, running, points = Run(), {}, []
     clock, done_iters, exhausted = 0.0, 0.0, False
 
@@ -150,8 +150,8 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
         decision = scheduler.decide(tid, result) if scheduler is not None else "continue"
         if decision == "stop" or it >= cfg.proxy.iterations:
             searcher.on_trial_complete(tid, result)
-            status, reason = R.trial_status(result, False, cfg.proxy.iterations)
-            ledger.append(R.TrialRecord(trial_id=tid, variant_id=r["vid"], status=status, reason=reason,
+            status, reason = trial_status(result, False, cfg.proxy.iterations)
+            ledger.append(TrialRecord(trial_id=tid, variant_id=r["vid"], status=status, reason=reason,
                                         val_mIoU=result["val_mIoU"], iteration=it, latency_ms=r["lat"]))
             done_iters += it
             del running[tid]

@@ -138,18 +138,6 @@ def _local(tc, folder: Path) -> float:
     return time.perf_counter() - t
 
 
-    n_demo = int((dem_result.trials["status"] != "infeasible").sum())
-    print(f"proxy budget: {demo.proxy.iterations} iterations of {demo.proxy.crop_size[0]}x{demo.proxy.crop_size[1]} "
-          f"crops, {demo.proxy.evaluations} evaluation(s), {demo.proxy.workers_per_trial} worker(s) per trial; "
-          f"{args.num_cpus} CPUs")
-    print(f"{'proxy training alone (Ray Train)':<44}{alone:8.1f} s")
-    print(f"{'one trial inside a sweep (1 at a time)':<44}{per_trial:8.1f} s   "
-          f"ratio {per_trial / alone:.2f}x   ({len(seq_result.trials)} trials)")
-    print(f"{'demo sweep, ' + str(dem.max_concurrent) + ' concurrent, start-up included':<44}{demo_s:8.1f} s   "
-          f"{n_demo / demo_s * 3600:.0f} trials/hour   ({n_demo} trials)")
-    print(f"(work folder {work})")
-
-
 def _narrowed(space: dict, points: list[dict]) -> dict:
     """The space's mapping with every dimension narrowed to the values the points use."""
     def used(key: str) -> list:

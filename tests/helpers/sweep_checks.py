@@ -45,7 +45,8 @@ def check_stores_agree(folder: Path, uri: str) -> dict[str, int]:
     from optuna.trial import TrialState
 
     from topnas.platform.sweep import Ledger
-    from topnas.platform.sweep.records import PendingTrials, SweepState
+    from topnas.platform.sweep.layout import SweepState
+    from topnas.platform.sweep.ledger import PendingTrials
 
     lines = [json.loads(x) for x in (folder / "trials.jsonl").read_text().splitlines() if x.strip()]
     ids = [x["trial_id"] for x in lines]

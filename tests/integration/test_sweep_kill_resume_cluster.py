@@ -175,7 +175,7 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
 
 def _running_children(client, sweep_dir: Path, done) -> list[str]:
     """Trial ids whose child run is still ``running`` (not finished before the kill)."""
-    from topnas.platform.sweep.records import SweepState
+    from topnas.platform.sweep.layout import SweepState
 
     try:
         state = SweepState.load(sweep_dir)

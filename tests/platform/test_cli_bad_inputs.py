@@ -32,7 +32,8 @@ EXPERIMENTS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if "promo
 def world(tmp_path_factory):
     """A run folder with a finished-looking sweep, an MLflow store, and bad files next to good ones."""
     from topnas.platform import tracking
-    from topnas.platform.sweep import records as R
+    from topnas.platform.sweep.layout import SweepState
+    from topnas.platform.sweep.ledger import Ledger, TrialRecord
 
     root = tmp_path_factory.mktemp("bad_inputs")
     runs = root / "runs"
@@ -49,11 +50,11 @@ def world(tmp_path_factory):
     sweep["name"] = "s_ok"
     sweep["proxy"].pop("fidelity", None)  # a path relative to the demo YAML's folder
     (ok / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    R.SweepState("s_ok", parent.info.run_id, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid",
+    SweepState("s_ok", parent.info.run_id, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid",
                  status="finished").save(ok)
-    ledger = R.Ledger(ok)
+    ledger = Ledger(ok)
     for tid, miou, ms in (("tA", 0.30, 50.0), ("tB", 0.20, 60.0), ("tC", 0.40, 40.0)):  # tA, tB dominated
-        ledger.append(R.TrialRecord(trial_id=tid, variant_id=f"tf-{tid}", status="completed", val_mIoU=miou,
+        ledger.append(TrialRecord(trial_id=tid, variant_id=f"tf-{tid}", status="completed", val_mIoU=miou,
                                     iteration=120, latency_ms=ms, latency_lo=ms * 0.9, latency_hi=ms * 1.1,
                                     run_id=f"{tid}run", optuna_trial=0))
     for name, content in (("s_empty_state", ""), ("s_bad_state", "{not json")):

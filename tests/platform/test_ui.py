@@ -30,7 +30,7 @@ def _sweep(runs: Path, name: str, uri: str | None = None, study: bool = True) ->
     import optuna
 
     from topnas.platform import tracking
-    from topnas.platform.sweep import records as R
+    from topnas.platform.sweep.layout import OPTUNA_FILE, SweepState
 
     folder = runs / "sweeps" / name
     folder.mkdir(parents=True)
@@ -40,9 +40,9 @@ def _sweep(runs: Path, name: str, uri: str | None = None, study: bool = True) ->
         parent = tracking.get_client(uri).create_run(exp, run_name=name).info.run_id
     else:
         exp, parent = "7", "0" * 32
-    R.SweepState(name, parent, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid").save(folder)
+    SweepState(name, parent, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid").save(folder)
     if study:
-        s = optuna.create_study(study_name=name, storage=f"sqlite:///{folder / R.OPTUNA_FILE}",
+        s = optuna.create_study(study_name=name, storage=f"sqlite:///{folder / OPTUNA_FILE}",
                                 directions=["maximize", "minimize"])
         s.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[0.3, 40.0]))
     return folder

@@ -33,6 +33,7 @@ from topnas.platform.console import LOG_DIR
 
 if TYPE_CHECKING:
     from topnas.platform.console import Console
+from topnas.platform.objectives import TrialStatus
 
 __all__ = ["DEMO_SWEEP", "DemoResult", "run_demo"]
 
@@ -107,28 +108,32 @@ def run_demo(
     sweep_yaml = experiments_dir() / DEMO_SWEEP
 
     with _environ(TOPNAS_HOME=str(out), MLFLOW_TRACKING_URI=uri, RAY_USAGE_STATS_ENABLED="0"):
-        from topnas.platform.sweep import load_sweep_config, run_sweep
+        from topnas.platform.sweep import (
+            load_saved_config,
+            load_sweep_config,
+            run_sweep,
+        )
         from topnas.platform.sweep.fidelity import fidelity_of
+        from topnas.platform.sweep.layout import SweepFolder, SweepStatus
+
+        # The config is parsed once: from the sweep's own folder to resume an interrupted sweep, else the YAML.
+        folder = SweepFolder(_sweep_dir_of(sweep_yaml))
+        status = _sweep_status(folder.state)
+        reuse = status == SweepStatus.FINISHED and _finished_trials(folder.root) >= trials
+        resume = status is not None and not reuse
+        cfg = load_saved_config(folder.root) if resume else load_sweep_config(sweep_yaml, {"num_samples": int(trials)})
 
         # 1. fixture
-        cfg = load_sweep_config(sweep_yaml, {"num_samples": int(trials)})
         _step(echo, 1, f"fixture dataset for the sweep ({cfg.proxy.dataset})")
         _write_fixture(cfg, echo)
 
         # 2. sweep (reuse a finished one, resume an interrupted one)
-        state_file = cfg.sweep_dir / "state.json"
-        status = _sweep_status(state_file)
-        if status == "finished" and _finished_trials(cfg.sweep_dir) >= trials:
+        if reuse:
             _step(echo, 2, f"sweep {cfg.name}: reusing the finished sweep in {cfg.sweep_dir} (--fresh to redo)")
             from topnas.platform.sweep import load_trials
 
             table_df = load_trials(cfg.sweep_dir)
         else:
-            resume = status is not None
-            if resume:
-                from topnas.platform.sweep import load_saved_config
-
-                cfg = load_saved_config(cfg.sweep_dir)
             _step(echo, 2, f"sweep {cfg.name}: {cfg.num_samples} trials, {cfg.max_concurrent} at a time, "
                            f"{cfg.sampler}, embedded Ray" + (" (resuming)" if resume else ""))
             with _sweep_view(console, cfg):
@@ -218,19 +223,33 @@ def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
     echo(f"   wrote {target}")
 
 
+def _sweep_dir_of(sweep_yaml: Path) -> Path:
+    """The folder of the sweep ``sweep_yaml`` defines, from its ``name`` and ``storage`` (read, not parsed)."""
+    from topnas.platform.paths import sweeps_root
+    from topnas.platform.train.config import resolve_path
+    from topnas.yamlio import read_yaml_mapping
+
+    raw = read_yaml_mapping(sweep_yaml, "sweep config")
+    storage = raw.get("storage")
+    return sweeps_root(resolve_path(storage) if isinstance(storage, str) else None) / str(raw.get("name")
+                                                                                            or sweep_yaml.stem)
+
+
 def _sweep_status(state_file: Path) -> str | None:
     import json
+
+    from topnas.platform.sweep.layout import SweepStatus
 
     if not state_file.is_file():
         return None
     try:
-        return str(json.loads(state_file.read_text()).get("status") or "running")
+        return str(json.loads(state_file.read_text()).get("status") or SweepStatus.RUNNING)
     except (OSError, ValueError):
-        return "running"
+        return SweepStatus.RUNNING
 
 
 def _finished_trials(sweep_dir: Path) -> int:
     from topnas.platform.sweep import load_trials
 
     df = load_trials(sweep_dir)
-    return 0 if df.empty else int((df["status"] != "infeasible").sum())
+    return 0 if df.empty else int((df["status"] != TrialStatus.INFEASIBLE).sum())

@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from topnas.platform.console import Console
+from topnas.platform.objectives import TrialStatus
 from topnas.platform.pareto import finite_or_none
+from topnas.platform.sweep.layout import SweepFolder
 
 __all__ = ["FRONT_ROWS", "SweepSnapshot", "TrainSnapshot", "read_sweep", "read_train", "render_sweep",
            "render_train", "trial_line", "watch", "watch_sweep", "watch_train"]
 
 FRONT_ROWS = 8  # the live front shows at most this many members (fastest first); the final table has all
 POLL_S = 1.0
-TUNE_DIR = "tune"
-_FINISHED = {"completed": "finished", "early_stopped": "stopped", "failed": "failed", "infeasible": "infeasible"}
+_FINISHED = {TrialStatus.COMPLETED: "finished", TrialStatus.EARLY_STOPPED: "stopped", TrialStatus.FAILED: "failed",
+             TrialStatus.INFEASIBLE: "infeasible"}
 
 
 @dataclass
@@ -69,7 +71,7 @@ def read_sweep(sweep_dir: str | Path, name: str, num_samples: int) -> SweepSnaps
     for r in rows:
         counts[_FINISHED.get(str(r["status"]), "failed")] += 1
     recorded = {str(r["trial_id"]) for r in rows}
-    tune = folder / TUNE_DIR
+    tune = SweepFolder(folder).tune
     if tune.is_dir():
         counts["running"] = sum(1 for p in tune.iterdir() if p.is_dir() and (p / "params.json").is_file()
                                 and p.name not in recorded)
@@ -110,7 +112,7 @@ def trial_line(row: dict[str, Any]) -> str:
     if bool(row.get("pareto")):
         text += "  front"
     reason = str(row.get("reason") or "")
-    if status in ("failed", "infeasible") and reason:
+    if status in (TrialStatus.FAILED, TrialStatus.INFEASIBLE) and reason:
         text += f"  ({reason.splitlines()[0]})"
     return text
 
@@ -125,7 +127,7 @@ def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples:
 
     def tick(elapsed: float) -> list[str]:
         snap = read_sweep(folder, name, num_samples)
-        if (folder / TUNE_DIR).is_dir():  # under way: name the log (a bad input prints nothing)
+        if SweepFolder(folder).tune.is_dir():  # under way: name the log (a bad input prints nothing)
             console.started = True
             console.announce_log()
         for row in snap.finished:
@@ -141,8 +143,10 @@ def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples:
 # ----------------------------------------------------------------------------- training runs
 def read_train(run_dir: str | Path, name: str, max_iters: int) -> TrainSnapshot:
     """Iteration and metrics of the newest checkpoint under ``run_dir`` (0 and {} before the first)."""
+    from topnas.platform.train.checkpoint import STATE_FILE
+
     best: tuple[int, dict[str, Any]] = (0, {})
-    for path in Path(run_dir).glob("checkpoint_*/**/trainer_state.json"):
+    for path in Path(run_dir).glob(f"checkpoint_*/**/{STATE_FILE}"):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):

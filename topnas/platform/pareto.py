@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from topnas.errors import ConfigError, check_choice
+from topnas.platform.objectives import FINISHED_STATUSES, TrialStatus
 
 __all__ = [
     "DIRECTIONS",
@@ -55,11 +56,8 @@ __all__ = [
 ]
 
 DIRECTIONS = ("max", "min")
-ELIGIBLE_STATUS = "completed"
-# "early_stopped": stopped by ASHA before the full proxy budget; "infeasible": breaks a constraint
-# (e.g. the latency budget) and was never trained; "running"/"pending": not finished yet.
-STATUSES = ("completed", "failed", "early_stopped", "infeasible", "running", "pending")
-FINISHED_STATUSES = frozenset({"completed", "failed", "early_stopped", "infeasible"})
+ELIGIBLE_STATUS = TrialStatus.COMPLETED
+STATUSES = tuple(s.value for s in TrialStatus)  # what each status means: topnas.platform.objectives.TrialStatus
 
 
 @dataclass(frozen=True)

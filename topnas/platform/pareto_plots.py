@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from topnas.errors import ConfigError, check_choice
 from topnas.platform import pareto as _pareto
+from topnas.platform.objectives import OBJECTIVES, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +59,6 @@ COLUMNS = (
     "trial_id", "variant_id", "status", "val_mIoU", "latency_ms", "latency_lo", "latency_hi",
     "params", "macs", "run_id", "preset", "config", "pareto",
 )
-OBJECTIVES = {"val_mIoU": "max", "latency_ms": "min"}
 LATENCY_LABEL = "predicted latency (ms, Snapdragon 865)"
 MIOU_LABEL = "val mIoU"
 
@@ -124,8 +124,8 @@ def write_front_png(
     front = data[data["pareto"] & (data["status"] == _pareto.ELIGIBLE_STATUS)]
     front = front.sort_values(["latency_ms", "val_mIoU"])
     others = data[(data["status"] == _pareto.ELIGIBLE_STATUS) & ~data.index.isin(front.index)]
-    stopped = data[data["status"] == "early_stopped"]
-    infeasible = data[data["status"] == "infeasible"]
+    stopped = data[data["status"] == TrialStatus.EARLY_STOPPED]
+    infeasible = data[data["status"] == TrialStatus.INFEASIBLE]
     presets = data[data["preset"].fillna("").astype(str) != ""]
 
     ax.scatter(others["latency_ms"], others["val_mIoU"], s=18, c=_OTHER_COLOR, alpha=0.7,
@@ -226,9 +226,9 @@ def write_front_html(df: pd.DataFrame, path: str | os.PathLike[str], *, title: s
     groups = [
         ("trials", data[(data["status"] == _pareto.ELIGIBLE_STATUS) & ~is_front],
          dict(color="lightgrey", size=7), "markers"),
-        ("early-stopped", data[data["status"] == "early_stopped"],
+        ("early-stopped", data[data["status"] == TrialStatus.EARLY_STOPPED],
          dict(color="grey", size=8, symbol="triangle-down-open"), "markers"),
-        ("infeasible", data[data["status"] == "infeasible"],
+        ("infeasible", data[data["status"] == TrialStatus.INFEASIBLE],
          dict(color="crimson", size=8, symbol="x"), "markers"),
         ("Pareto front", data[is_front].sort_values(["latency_ms", "val_mIoU"]),
          dict(color="royalblue", size=9), "lines+markers"),

@@ -11,8 +11,8 @@ from topnas.platform import pareto as P
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep.callback import ARTIFACTS, SweepCallback
-from topnas.platform.sweep.config import OBJECTIVES
-from topnas.platform.sweep.records import SweepState
+from topnas.platform.objectives import OBJECTIVES
+from topnas.platform.sweep.layout import SweepState
 from topnas.platform.sweep.searcher import META_KEY
 
 from .conftest import sweep_dict
@@ -88,19 +88,19 @@ def test_statuses_child_runs_and_front(tmp_path, test_predictor):
     cb = SweepCallback(cfg, tracker, state)
     for tid in ("t0", "t1", "t2", "t3"):
         tracker.add_child(tid, status="FINISHED" if tid in ("t0", "t1") else "RUNNING")
-    tracker.runs["run-t3"].data.tags.update({"topnas.status": "failed", "topnas.status_reason": "TrainingFailed: oom"})
 
     cb.on_trial_complete(0, [], _trial(cfg, "t0", points[0], {"val_mIoU": 0.30, "iteration": 12}))
     cb.on_trial_complete(0, [], _trial(cfg, "t1", points[1], {"val_mIoU": 0.20, "iteration": 12}))
     cb.on_trial_complete(0, [], _trial(cfg, "t2", points[2], {"val_mIoU": 0.90, "iteration": 6}))   # ASHA
-    cb.on_trial_error(0, [], _trial(cfg, "t3", points[3], {}, "Traceback\n  ...\nRuntimeError: boom"))
+    cb.on_trial_error(0, [], _trial(cfg, "t3", points[3], {}, "Traceback\n  ...\nTrainingFailed: oom"))
     cb.on_trial_error(0, [], _trial(cfg, "t4", points[4], {}, "Traceback\nImportError: no module x"))
     cb.on_experiment_end([])
 
     recs = {r.trial_id: r for r in Ledger(cfg.sweep_dir).records()}
     assert {t: r.status for t, r in recs.items()} == {
         "t0": "completed", "t1": "completed", "t2": "early_stopped", "t3": "failed", "t4": "failed"}
-    assert recs["t3"].reason == "TrainingFailed: oom"           # the trial's own reason wins
+    assert recs["t3"].reason == "TrainingFailed: oom"           # the trial's own error, as Tune reports it
+    assert tracker.runs["run-t3"].info.status == "FAILED"       # closed by the driver (the trial never closes it)
     assert recs["t4"].reason == "ImportError: no module x"      # died before its run: the driver made one
     assert recs["t4"].run_id == "run-t4" and tracker.runs["run-t4"].info.status == "FAILED"
     assert tracker.runs["run-t2"].info.status == "KILLED"

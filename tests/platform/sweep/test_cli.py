@@ -5,7 +5,7 @@ import pytest
 
 from topnas.platform.cli import main
 from topnas.platform.sweep import Ledger, TrialRecord
-from topnas.platform.sweep.records import SweepState
+from topnas.platform.sweep.layout import SweepState
 
 from .conftest import sweep_dict, write_sweep_yaml
 

@@ -6,7 +6,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from topnas.errors import ConfigError
 from topnas.platform.sweep import SweepConfig
-from topnas.platform.sweep.moasha import (MO_OBJECTIVES, RungLog, RungScheduler, rank_rung, rung_decision,
+from topnas.platform.objectives import OBJECTIVES
+from topnas.platform.sweep.moasha import (RungLog, RungScheduler, rank_rung, rung_decision,
                                           rung_front, stop_info)
 
 from .conftest import sweep_dict
@@ -21,7 +22,7 @@ class T:
         self.trial_id = tid
 
 
-def _scheduler(tmp_path, objectives=MO_OBJECTIVES) -> RungScheduler:
+def _scheduler(tmp_path, objectives=OBJECTIVES) -> RungScheduler:
     return RungScheduler(tmp_path, rungs=[10, 20], final_iteration=40, reduction_factor=2, reference_point=REF,
                          objectives=objectives)
 
@@ -120,7 +121,7 @@ def test_bad_scheduler_sections_name_the_field(tmp_path, test_predictor, change,
 def test_pareto_show_rung(tmp_path, capsys):
     from topnas.platform.cli import main
     from topnas.platform.sweep import Ledger, TrialRecord
-    from topnas.platform.sweep.records import SweepState
+    from topnas.platform.sweep.layout import SweepState
 
     sched = _scheduler(tmp_path, {"val_mIoU": "max"})  # ASHA stops 'fast' although it is on the rung's front
     for tid, m, ms in RUNG:

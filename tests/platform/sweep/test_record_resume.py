@@ -17,7 +17,8 @@ from topnas.platform import tracking
 from topnas.platform.cli import main
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep.callback import RecordError, SweepCallback, settle
-from topnas.platform.sweep.records import PendingTrials, SweepState
+from topnas.platform.sweep.layout import SweepState
+from topnas.platform.sweep.ledger import PendingTrials
 from topnas.platform.sweep.tracker import SweepTracker
 
 from .conftest import sweep_dict

@@ -9,8 +9,9 @@ import pytest
 from topnas.errors import ConfigError
 from topnas.platform import pareto as P
 from topnas.platform.sweep import Ledger, TrialRecord, load_front, load_trials, trial_status
-from topnas.platform.sweep.config import OBJECTIVES
-from topnas.platform.sweep.records import SweepState, frame, resolve_sweep_dir
+from topnas.platform.objectives import OBJECTIVES
+from topnas.platform.sweep.layout import SweepState, resolve_sweep_dir
+from topnas.platform.sweep.ledger import frame
 
 
 @pytest.mark.parametrize("result, error, expected", [

@@ -103,7 +103,7 @@ def test_ledger_and_rungs_after_kill_and_resume(replayed):
 
 
 def test_mlflow_children_carry_status_and_rung(replayed):
-    from topnas.platform.sweep.records import SweepState
+    from topnas.platform.sweep.layout import SweepState
     from topnas.platform.sweep.tracker import SweepTracker
 
     cfg, *_ = replayed
@@ -155,7 +155,7 @@ def test_predictor_provenance_on_runs_table_and_plot(replayed, capsys):
     """The predictor that priced latency_ms is named on the parent run, every child, the front table and plot."""
     from topnas.platform.cli import main
     from topnas.platform.sweep import estimates
-    from topnas.platform.sweep.records import SweepState
+    from topnas.platform.sweep.layout import SweepState
     from topnas.platform.sweep.tracker import SweepTracker
 
     cfg, *_ = replayed

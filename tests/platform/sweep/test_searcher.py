@@ -131,7 +131,7 @@ def _two_point_space():
 
 
 def test_a_variant_is_never_launched_twice(tmp_path, test_predictor, no_macs):
-    from topnas.platform.sweep.records import TrialRecord
+    from topnas.platform.sweep.ledger import TrialRecord
 
     cfg, s = _searcher(tmp_path, test_predictor, search_space=_two_point_space(),
                        **{"sampler.name": "tpe", "sampler.options": {}, "latency.max_rejections": 30})

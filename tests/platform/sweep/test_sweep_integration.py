@@ -22,8 +22,8 @@ import pytest
 from topnas.platform import pareto as P
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep import estimates
-from topnas.platform.sweep.config import OBJECTIVES
-from topnas.platform.sweep.records import SweepState
+from topnas.platform.objectives import OBJECTIVES
+from topnas.platform.sweep.layout import SweepState
 
 from .conftest import sweep_dict, write_sweep_yaml
 

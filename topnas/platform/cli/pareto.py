@@ -23,7 +23,8 @@ def _show(args: argparse.Namespace) -> int:
     from topnas.platform import pareto as P
     from topnas.platform.pareto_plots import front_table
     from topnas.platform.sweep.config import OBJECTIVES
-    from topnas.platform.sweep.records import SweepState, load_trials, resolve_sweep_dir
+    from topnas.platform.sweep.layout import SweepState, resolve_sweep_dir
+    from topnas.platform.sweep.ledger import load_trials
 
     folder = resolve_sweep_dir(args.sweep, args.storage)
     state = SweepState.load(folder)
@@ -56,7 +57,7 @@ def _say_predictor(state) -> None:
 
 def _say_pending(folder, name: str) -> None:
     """Finished trials whose record failed (pending.jsonl) are not in the table: say so and what to do."""
-    from topnas.platform.sweep.records import PendingTrials
+    from topnas.platform.sweep.ledger import PendingTrials
 
     pending = PendingTrials(folder).entries()
     if pending:

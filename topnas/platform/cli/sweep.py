@@ -36,15 +36,25 @@ def _load(args: argparse.Namespace):
         if args.overrides:
             raise ConfigError("--set", args.overrides, "no overrides with --resume",
                               hint="a resumed sweep keeps its saved config")
-        saved = load_saved_config(args.resume)
+        saved = load_saved_config(args.resume)  # the one parse: the YAML given too is only checked for its name
         if args.config:
-            given = load_sweep_config(args.config)
-            if given.name != saved.name:
-                raise ConfigError("--resume", args.resume, [given.name], hint=f"{args.config} is sweep {given.name!r}")
+            given = _sweep_name_of(args.config)
+            if given != saved.name:
+                raise ConfigError("--resume", args.resume, [given], hint=f"{args.config} is sweep {given!r}")
         return saved
     if not args.config:
         raise ConfigError("config", None, "a sweep YAML file, or --resume SWEEP")
     return load_sweep_config(args.config, args.overrides)
+
+
+def _sweep_name_of(path: str) -> str:
+    """The name of the sweep a YAML file defines (its ``name``, else the file stem), without parsing it."""
+    from pathlib import Path
+
+    from topnas.yamlio import read_yaml_mapping
+
+    name = read_yaml_mapping(path, "sweep config").get("name")
+    return name if isinstance(name, str) else Path(path).stem
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -60,14 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _ui(args: argparse.Namespace) -> int:
     from topnas.platform.paths import runs_root
-    from topnas.platform.sweep import records as R
+    from topnas.platform.sweep.layout import OPTUNA_FILE, SweepState, resolve_sweep_dir
     from topnas.platform.tracking import UI_MODE_QUERY  # opens in model-training mode, not GenAI
 
-    sweep_dir = R.resolve_sweep_dir(args.sweep, storage=args.storage)
-    state = R.SweepState.load(sweep_dir)
+    sweep_dir = resolve_sweep_dir(args.sweep, storage=args.storage)
+    state = SweepState.load(sweep_dir)
     uri = state.tracking_uri
     served = not uri.startswith(("http://", "https://", "databricks"))
-    optuna_db = sweep_dir / R.OPTUNA_FILE
+    optuna_db = sweep_dir / OPTUNA_FILE
     dashboard = importlib.util.find_spec("optuna_dashboard") is not None and optuna_db.is_file()
     ports = {}
     if served:

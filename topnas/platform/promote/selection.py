@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from topnas.errors import ConfigError, TopnasError
 from topnas.platform import pareto as _pareto
+from topnas.platform.objectives import OBJECTIVES
 from topnas.platform.promote.lineage import as_float
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ __all__ = ["OBJECTIVES", "PromotionRefused", "Selection", "select_trial"]
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = {"val_mIoU": "max", "latency_ms": "min"}
 
 _NOT_ON_FRONT = ("{what} is not on the Pareto front of sweep {sweep}: {why}. Promote a front member "
                  "(`topnas pareto show {sweep}`), or pass --force to promote it anyway.")

@@ -13,11 +13,25 @@ constraint; optional ASHA; resumable after the driver is killed. Public API::
 Modules: ``config`` (YAML -> :class:`SweepConfig`), ``estimates`` (latency predictor, params/MACs),
 ``searcher`` (:class:`SweepSearch`, the OptunaSearch subclass), ``trial`` (the Tune trial function),
 ``scheduler`` (ASHA for proxy trials), ``callback`` (front, tags and artifacts as trials finish),
-``records`` (``trials.jsonl``, the status rule, :func:`load_front`), ``tracker`` (MLflow layout),
+``layout`` (the sweep folder: file names, :func:`resolve_sweep_dir`, ``state.json``), ``ledger``
+(``trials.jsonl``, the status rule, :func:`load_front`), ``tags`` (MLflow tag names), ``tracker`` (MLflow layout),
 ``runner`` (:func:`run_sweep`, resume). Ray, Optuna and MLflow are imported only when a sweep runs.
 """
-from topnas.platform.sweep.config import OBJECTIVES, SAMPLERS, SweepConfig, load_sweep_config, make_sampler
-from topnas.platform.sweep.records import Ledger, TrialRecord, load_front, load_trials, resolve_sweep_dir, trial_status
+from topnas.platform.objectives import OBJECTIVES, TrialStatus
+from topnas.platform.sweep.config import (
+    SAMPLERS,
+    SweepConfig,
+    load_sweep_config,
+    make_sampler,
+)
+from topnas.platform.sweep.layout import resolve_sweep_dir
+from topnas.platform.sweep.ledger import (
+    Ledger,
+    TrialRecord,
+    load_front,
+    load_trials,
+    trial_status,
+)
 
 __all__ = [
     "OBJECTIVES",
@@ -26,6 +40,7 @@ __all__ = [
     "SweepConfig",
     "SweepResult",
     "TrialRecord",
+    "TrialStatus",
     "load_front",
     "load_saved_config",
     "load_sweep_config",

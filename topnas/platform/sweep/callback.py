@@ -1,7 +1,8 @@
 """The driver's Tune callback: the single writer of the sweep's record, front, tags and artifacts.
 
 On every finished trial (``on_trial_complete`` / ``on_trial_error``) it decides the trial's status
-(:func:`~topnas.platform.sweep.records.trial_status`), closes the child run with it, appends the
+(:func:`~topnas.platform.sweep.ledger.trial_status`), closes the child run with it (the trial
+opened the run; this is the only place a trial's run is closed and its final status set), appends the
 trial to ``trials.jsonl`` and refreshes the front: ``pareto=true|false`` on every child whose
 membership changed, ``hypervolume`` and status counts on the parent (step = finished trials), and
 ``pareto.csv`` / ``pareto_front.png`` / ``pareto_front.html`` / ``hypervolume.png`` written under
@@ -26,11 +27,25 @@ from ray.tune import Callback
 
 from topnas.errors import TopnasError
 from topnas.platform import pareto as P
-from topnas.platform.sweep import records as R
-from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
+from topnas.platform.objectives import OBJECTIVES, TrialStatus
+from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.layout import PARETO_CSV, PARETO_DIR, SweepState
+from topnas.platform.sweep.ledger import (
+    Ledger,
+    PendingTrials,
+    TrialRecord,
+    frame,
+    trial_status,
+)
 from topnas.platform.sweep.moasha import record_stop
-from topnas.platform.sweep.searcher import META_KEY
-from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
+from topnas.platform.sweep.searcher import META_KEY, variant_of
+from topnas.platform.sweep.tags import OPTUNA_TAG, STATUS_TAG, TRIAL_TAG, VARIANT_TAG
+from topnas.platform.sweep.tracker import (
+    SweepTracker,
+    child_metrics,
+    child_params,
+    child_tags,
+)
 from topnas.platform.sweep.trial import run_name_of
 
 __all__ = ["ARTIFACTS", "RecordError", "SweepCallback", "finished_entry", "record_finished", "record_pending",
@@ -38,8 +53,9 @@ __all__ = ["ARTIFACTS", "RecordError", "SweepCallback", "finished_entry", "recor
 
 log = logging.getLogger(__name__)
 
-ARTIFACTS = ("pareto.csv", "pareto_front.png", "pareto_front.html", "hypervolume.png")
-MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "failed": "FAILED", "infeasible": "FINISHED"}
+ARTIFACTS = (PARETO_CSV, "pareto_front.png", "pareto_front.html", "hypervolume.png")
+MLFLOW_STATUS = {TrialStatus.COMPLETED: "FINISHED", TrialStatus.EARLY_STOPPED: "KILLED", TrialStatus.FAILED: "FAILED",
+                 TrialStatus.INFEASIBLE: "FINISHED"}
 _RESULT_KEYS = ("val_mIoU", "iteration")
 
 
@@ -50,7 +66,7 @@ class RecordError(TopnasError):
 class SweepCallback(Callback):
     """See module docstring. Picklable: Tune stores it in ``tuner.pkl`` and restores it on resume."""
 
-    def __init__(self, cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState) -> None:
+    def __init__(self, cfg: SweepConfig, tracker: SweepTracker, state: SweepState) -> None:
         self.cfg = cfg
         self.tracker = tracker
         self.state = state
@@ -77,7 +93,7 @@ class SweepCallback(Callback):
     # ------------------------------------------------------------------ work
     def _finish(self, trial: Any, error: bool) -> None:
         entry = finished_entry(trial, error)
-        pending = R.PendingTrials(self.cfg.sweep_dir)
+        pending = PendingTrials(self.cfg.sweep_dir)
         pending.add(entry)  # written ahead: if anything below fails, settle()/--resume records it again
         try:
             record_finished(self.cfg, self.tracker, self.state, entry)
@@ -110,14 +126,14 @@ def finished_entry(trial: Any, error: bool) -> dict[str, Any]:
             "reason": _error_reason(trial) if error else "", "result": {k: result.get(k) for k in _RESULT_KEYS}}
 
 
-def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState,
-                    entry: Mapping[str, Any]) -> R.TrialRecord:
+def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: SweepState,
+                    entry: Mapping[str, Any]) -> TrialRecord:
     """Close the trial's child run and append its ledger line; a trial already recorded keeps its record.
 
     Raises whatever MLflow or the file system raises (the caller keeps the entry pending).
     """
     trial_id = entry["trial_id"]
-    ledger = R.Ledger(cfg.sweep_dir)
+    ledger = Ledger(cfg.sweep_dir)
     known = ledger.get(trial_id)
     if known is not None:  # Tune re-ran it after a resume: the first verdict stands, in MLflow too
         if known.run_id:
@@ -128,8 +144,8 @@ def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState
     config = entry["config"]
     meta = dict(config.get(META_KEY) or {})
     point = {k: config[k] for k in cfg.space.parameters()}
-    variant = cfg.space.build(point)
-    status, reason = R.trial_status(result, bool(entry.get("error")), cfg.proxy.iterations, entry.get("reason", ""))
+    variant = variant_of(config, cfg.space)
+    status, reason = trial_status(result, bool(entry.get("error")), cfg.proxy.iterations, entry.get("reason", ""))
     run_name = run_name_of(trial_id, variant.id)
     run = tracker.child_of_trial(trial_id)
     if run is None:  # died before its training run existed: the failure still gets its child run
@@ -139,14 +155,12 @@ def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState
         metrics: dict[str, float] = {}
     else:
         run_id, metrics = run.info.run_id, dict(run.data.metrics)
-        if status == "failed" and run.data.tags.get(R.STATUS_TAG) == "failed" and run.data.tags.get(R.REASON_TAG):
-            reason = run.data.tags[R.REASON_TAG]  # the trial's own, more precise reason
     tracker.finish_child(run_id, status, reason, MLFLOW_STATUS[status])
-    rung = record_stop(cfg.sweep_dir, trial_id, tracker, run_id) if status == "early_stopped" else {}
-    record = R.TrialRecord(
+    rung = record_stop(cfg.sweep_dir, trial_id, tracker, run_id) if status == TrialStatus.EARLY_STOPPED else {}
+    record = TrialRecord(
         trial_id=trial_id, variant_id=variant.id, status=status, reason=reason,
         optuna_trial=meta.get("optuna_trial"),
-        val_mIoU=result.get("val_mIoU") if status != "failed" else None,
+        val_mIoU=result.get("val_mIoU") if status != TrialStatus.FAILED else None,
         iteration=result.get("iteration"), latency_ms=meta.get("latency_ms"), latency_lo=meta.get("latency_lo"),
         latency_hi=meta.get("latency_hi"), latency_out_of_range=bool(meta.get("out_of_range")),
         params=_int(metrics.get("params")), macs=_int(metrics.get("macs")), run_id=run_id, run_name=run_name,
@@ -156,9 +170,9 @@ def record_finished(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState
     return record
 
 
-def record_pending(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState) -> dict[str, str]:
+def record_pending(cfg: SweepConfig, tracker: SweepTracker, state: SweepState) -> dict[str, str]:
     """Record every entry of ``pending.jsonl``; returns ``{trial id: error}`` of those still failing."""
-    pending = R.PendingTrials(cfg.sweep_dir)
+    pending = PendingTrials(cfg.sweep_dir)
     failed: dict[str, str] = {}
     for entry in pending.entries():
         try:
@@ -171,7 +185,7 @@ def record_pending(cfg: SweepConfig, tracker: SweepTracker, state: R.SweepState)
     return failed
 
 
-def settle(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker, *, close_abandoned: bool = True,
+def settle(cfg: SweepConfig, state: SweepState, tracker: SweepTracker, *, close_abandoned: bool = True,
            strict: bool = True) -> None:
     """Pending trials recorded, abandoned children closed, the front refreshed (see module docstring).
 
@@ -182,7 +196,7 @@ def settle(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker, *, clos
     if failed:
         first = next(iter(failed.items()))
         msg = (f"sweep {cfg.name}: {len(failed)} finished trial(s) could not be recorded (trial {first[0]}: "
-               f"{first[1]}); they are kept in {R.PendingTrials(cfg.sweep_dir).path}: when the tracking server "
+               f"{first[1]}); they are kept in {PendingTrials(cfg.sweep_dir).path}: when the tracking server "
                f"is reachable, run `topnas sweep --resume {cfg.name}` to record them")
         if strict:
             raise RecordError(msg)
@@ -199,25 +213,25 @@ def settle(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker, *, clos
 
 def _close_abandoned(cfg: SweepConfig, tracker: SweepTracker, pending: set[str]) -> None:
     """Children still ``running`` that no Tune trial finished: started just before a kill, never resumed."""
-    known = R.Ledger(cfg.sweep_dir).trial_ids() | pending
+    known = Ledger(cfg.sweep_dir).trial_ids() | pending
     for run in tracker.children():
         tags = run.data.tags
-        trial_id = tags.get(R.TRIAL_TAG, "")
-        if tags.get(R.STATUS_TAG) != "running" or trial_id in known:
+        trial_id = tags.get(TRIAL_TAG, "")
+        if tags.get(STATUS_TAG) != TrialStatus.RUNNING or trial_id in known:
             continue
         reason = ("abandoned: the driver was killed after this trial started and before Ray Tune "
                   "saved it; its Optuna trial was closed as FAIL on resume")
-        tracker.finish_child(run.info.run_id, "failed", reason, "KILLED")
+        tracker.finish_child(run.info.run_id, TrialStatus.FAILED, reason, "KILLED")
         m = run.data.metrics
-        R.Ledger(cfg.sweep_dir).append(R.TrialRecord(
-            trial_id=trial_id, variant_id=tags.get(R.VARIANT_TAG, ""), status="failed", reason=reason,
-            optuna_trial=_int(tags.get(R.OPTUNA_TAG)), latency_ms=m.get("latency_ms"),
+        Ledger(cfg.sweep_dir).append(TrialRecord(
+            trial_id=trial_id, variant_id=tags.get(VARIANT_TAG, ""), status=TrialStatus.FAILED, reason=reason,
+            optuna_trial=_int(tags.get(OPTUNA_TAG)), latency_ms=m.get("latency_ms"),
             latency_lo=m.get("latency_lo"), latency_hi=m.get("latency_hi"), params=_int(m.get("params")),
             macs=_int(m.get("macs")), run_id=run.info.run_id, run_name=run.info.run_name or ""))
         log.warning("trial %s: %s", trial_id, reason)
 
 
-def refresh_front(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker,
+def refresh_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker,
                   pareto_tags: dict[str, bool] | None = None, logged_steps: set[int] | None = None) -> dict[str, Any]:
     """Recompute the front from the ledger; update child tags, parent metrics and artifacts.
 
@@ -226,12 +240,16 @@ def refresh_front(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker,
     from the parent's metric history (a step is never logged twice).
     Returns ``{"hypervolume", "n_finished", "front_size", "counts"}``.
     """
-    from topnas.platform.pareto_plots import write_front_html, write_front_png, write_hypervolume_png
+    from topnas.platform.pareto_plots import (
+        write_front_html,
+        write_front_png,
+        write_hypervolume_png,
+    )
 
     pareto_tags = {} if pareto_tags is None else pareto_tags
     if logged_steps is None:
         logged_steps = {int(m.step) for m in tracker.client.get_metric_history(tracker.parent_run_id, "hypervolume")}
-    df = R.frame(R.Ledger(cfg.sweep_dir).records())
+    df = frame(Ledger(cfg.sweep_dir).records())
     for run_id, flag in zip(df["run_id"], df["pareto"]):
         if run_id and pareto_tags.get(run_id) != bool(flag):
             tracker.set_pareto(run_id, bool(flag))
@@ -240,17 +258,18 @@ def refresh_front(cfg: SweepConfig, state: R.SweepState, tracker: SweepTracker,
     points = P.points_from_records(df.to_dict("records"), OBJECTIVES)
     history = P.hypervolume_history(points, state.reference_point, OBJECTIVES)
     n_finished, hv = history[-1] if history else (0, 0.0)
-    counts = {s: int((df["status"] == s).sum()) for s in ("completed", "early_stopped", "infeasible", "failed")}
+    counts = {str(s): int((df["status"] == s).sum()) for s in (TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED,
+                                                              TrialStatus.INFEASIBLE, TrialStatus.FAILED)}
     front_size = int(df["pareto"].sum()) if not df.empty else 0
     if n_finished and n_finished not in logged_steps:
         tracker.log_metrics(tracker.parent_run_id, {
             "hypervolume": hv, "front_size": front_size, **{f"n_{k}": v for k, v in counts.items()}}, step=n_finished)
         logged_steps.add(n_finished)
 
-    out = cfg.sweep_dir / R.PARETO_DIR
+    out = cfg.sweep_dir / PARETO_DIR
     out.mkdir(parents=True, exist_ok=True)
     title = f"{cfg.name}: {front_size} on the front of {len(df)} trials (hypervolume {hv:.4g})"
-    df.to_csv(out / "pareto.csv", index=False)
+    df.to_csv(out / PARETO_CSV, index=False)
     write_front_png(df, out / "pareto_front.png", title=title, latency_budget=cfg.latency.budget_ms,
                     predictor=state.predictor_label)
     write_front_html(df, out / "pareto_front.html", title=title, predictor=state.predictor_label)

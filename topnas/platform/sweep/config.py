@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import math
 import os
@@ -65,7 +66,8 @@ import yaml
 
 from topnas.configkit import Section, apply_overrides, compose_yaml, require_positive, resolve_path
 from topnas.errors import ConfigError, check_keys
-from topnas.platform.sweep.records import TRAIN_DIR
+from topnas.platform.objectives import OBJECTIVES
+from topnas.platform.sweep.layout import TRAIN_DIR
 from topnas.search_spaces import SearchSpace, Variant, default_space
 
 __all__ = [
@@ -81,7 +83,6 @@ __all__ = [
     "make_sampler",
 ]
 
-OBJECTIVES: dict[str, str] = {"val_mIoU": "max", "latency_ms": "min"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -487,7 +488,12 @@ class SweepConfig:
             raise ConfigError("proxy.dataset", self.proxy.dataset, "an existing dataset folder",
                               hint="or give proxy.fixture to generate the toy dataset there")
         # The whole training config, validated by the train package for one variant of the space.
-        self.train_config(self.first_variant(), run_name="validate")
+        self.first_train_config  # noqa: B018 - built (and kept) to validate it
+
+    @functools.cached_property
+    def first_train_config(self):
+        """The proxy TrainConfig of :meth:`first_variant`: validated at parse, checked before Ray; built once."""
+        return self.train_config(self.first_variant(), run_name="validate")
 
     def first_variant(self) -> Variant:
         return self.space.build({k: v[0] for k, v in self.space.parameters().items()})

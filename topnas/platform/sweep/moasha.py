@@ -35,19 +35,19 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from topnas.platform import pareto as P
+from topnas.platform.objectives import OBJECTIVES, TrialStatus
+from topnas.platform.sweep.layout import RUNG_FILE, SweepFolder
+from topnas.platform.sweep.tags import RUNG_FRONT_TAG, RUNG_TAG
 
 __all__ = ["RUNG_FILE", "RungEntry", "RungLog", "RungScheduler", "rank_rung", "record_stop", "rung_decision",
            "rung_frame", "rung_front", "stop_info"]
 
-RUNG_FILE = "rungs.jsonl"
-MO_OBJECTIVES: dict[str, str] = {"val_mIoU": "max", "latency_ms": "min"}
 CONTINUE, STOP = "continue", "stop"
 
 
@@ -73,7 +73,7 @@ class RungLog:
     """Append-only ``rungs.jsonl``; the first decision per (trial, rung) is the one that counts."""
 
     def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(sweep_dir) / RUNG_FILE
+        self.path = SweepFolder(sweep_dir).rungs
 
     def append(self, entry: RungEntry) -> None:
         entry.at = entry.at or time.time()
@@ -108,7 +108,7 @@ def _contributions(points: list[P.ParetoPoint], reference: Mapping[str, float],
 
 
 def rank_rung(rows: Sequence[Mapping[str, Any]], reference: Mapping[str, float],
-              objectives: Mapping[str, str] = MO_OBJECTIVES) -> tuple[list[int], list[int]]:
+              objectives: Mapping[str, str] = OBJECTIVES) -> tuple[list[int], list[int]]:
     """``(order, ranks)``: row indices best first, and each row's non-dominated rank (0 = front).
 
     ``rows`` hold ``trial_id`` and the objectives, in arrival order (see module docstring).
@@ -131,7 +131,7 @@ def rank_rung(rows: Sequence[Mapping[str, Any]], reference: Mapping[str, float],
 
 
 def rung_decision(rows: Sequence[Mapping[str, Any]], reduction_factor: float, reference: Mapping[str, float],
-                  objectives: Mapping[str, str] = MO_OBJECTIVES) -> str:
+                  objectives: Mapping[str, str] = OBJECTIVES) -> str:
     """Continue or stop the LAST row (the trial arriving) against the rows before it."""
     n = len(rows)
     if n <= 1:
@@ -145,7 +145,7 @@ def rung_decision(rows: Sequence[Mapping[str, Any]], reduction_factor: float, re
 def rung_front(entries: Iterable[RungEntry], rung: int) -> list[RungEntry]:
     """Entries at ``rung`` that no other entry there dominates on (val_mIoU, latency_ms)."""
     at = [e for e in entries if e.rung == rung]
-    front = {p.id for p in P.non_dominated(_points([asdict(e) for e in at], MO_OBJECTIVES), MO_OBJECTIVES)}
+    front = {p.id for p in P.non_dominated(_points([asdict(e) for e in at], OBJECTIVES), OBJECTIVES)}
     return [e for e in at if e.trial_id in front]
 
 
@@ -168,12 +168,12 @@ class RungScheduler(FIFOScheduler):
         final_iteration: the full proxy budget (never a stop decision).
         reduction_factor: ``eta``; the top ``ceil(n / eta)`` of a rung continues.
         reference_point: hypervolume reference for the contribution tie-break.
-        objectives: ``MO_OBJECTIVES`` (MO-ASHA) or ``{"val_mIoU": "max"}`` (mIoU-only ASHA).
+        objectives: ``OBJECTIVES`` (MO-ASHA) or ``{"val_mIoU": "max"}`` (mIoU-only ASHA).
     """
 
     def __init__(self, sweep_dir: str | os.PathLike[str], rungs: Sequence[int], final_iteration: int,
                  reduction_factor: float, reference_point: Mapping[str, float],
-                 objectives: Mapping[str, str] = MO_OBJECTIVES, time_attr: str = "iteration") -> None:
+                 objectives: Mapping[str, str] = OBJECTIVES, time_attr: str = "iteration") -> None:
         super().__init__()
         self.sweep_dir = str(sweep_dir)
         self.rungs = tuple(int(r) for r in rungs)
@@ -224,14 +224,14 @@ class RungScheduler(FIFOScheduler):
 def record_stop(sweep_dir: str | os.PathLike[str], trial_id: str, tracker: Any, run_id: str) -> dict[str, Any]:
     """Tag an early-stopped trial's MLflow run with its rung and rung front; the ledger fields.
 
-    Returns ``{"rung": ..., "rung_front": [...]}`` for :class:`~topnas.platform.sweep.records.TrialRecord`
+    Returns ``{"rung": ..., "rung_front": [...]}`` for :class:`~topnas.platform.sweep.ledger.TrialRecord`
     (``{}`` when no rung decision stopped the trial, e.g. a sweep without a rung scheduler).
     """
     rung, front = stop_info(sweep_dir, trial_id)
     if rung is None:
         return {}
-    tracker.client.set_tag(run_id, "topnas.rung", str(rung))
-    tracker.client.set_tag(run_id, "topnas.rung_front", ",".join(front)[:5000])
+    tracker.client.set_tag(run_id, RUNG_TAG, str(rung))
+    tracker.client.set_tag(run_id, RUNG_FRONT_TAG, ",".join(front)[:5000])
     return {"rung": rung, "rung_front": front}
 
 
@@ -245,7 +245,7 @@ def rung_frame(sweep_dir: str | os.PathLike[str], rung: int):
 
     from topnas.errors import ConfigError
     from topnas.platform.pareto_plots import COLUMNS
-    from topnas.platform.sweep.records import Ledger
+    from topnas.platform.sweep.ledger import Ledger
 
     entries = RungLog(sweep_dir).entries()
     rungs = sorted({e.rung for e in entries})
@@ -258,7 +258,7 @@ def rung_frame(sweep_dir: str | os.PathLike[str], rung: int):
         rec = records.get(e.trial_id)
         rows.append({
             "trial_id": e.trial_id, "variant_id": e.variant_id or (rec.variant_id if rec else ""),
-            "status": f"{e.decision}/{rec.status if rec else 'running'}", "val_mIoU": e.val_mIoU,
+            "status": f"{e.decision}/{rec.status if rec else TrialStatus.RUNNING}", "val_mIoU": e.val_mIoU,
             "latency_ms": e.latency_ms, "latency_lo": rec.latency_lo if rec else None,
             "latency_hi": rec.latency_hi if rec else None, "params": rec.params if rec else None,
             "macs": rec.macs if rec else None, "run_id": rec.run_id if rec else "",

@@ -16,16 +16,9 @@ import yaml
 
 from topnas.errors import ConfigError
 from topnas.platform import paths, tracking
-from topnas.platform.sweep.records import (
-    CONFIG_FILE,
-    PARETO_CSV,
-    PARETO_DIR,
-    STATE_FILE,
-    SWEEP_TAG,
-    Ledger,
-    SweepState,
-    frame,
-)
+from topnas.platform.sweep.layout import CONFIG_FILE, PARETO_CSV, PARETO_DIR, STATE_FILE, SweepState
+from topnas.platform.sweep.ledger import Ledger, frame
+from topnas.platform.sweep.tags import SWEEP_TAG
 
 if TYPE_CHECKING:
     import pandas as pd

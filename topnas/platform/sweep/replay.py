@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from topnas.errors import ConfigError
+from topnas.platform.objectives import TrialStatus
 
 if TYPE_CHECKING:
     from topnas.platform.sweep.config import SweepConfig
@@ -179,6 +180,7 @@ def run_replay_trial(trial_id: str, cfg: SweepConfig, meta: Mapping[str, Any], p
     """The trial function's body in replay mode: report the table's evaluations to Tune, as training would."""
     from ray import tune
 
+    from topnas.platform.sweep.tags import FINAL_ITERATION_TAG, REPLAY_TAG
     from topnas.platform.sweep.tracker import child_metrics, child_params, child_tags
     from topnas.platform.sweep.trial import run_name_of
 
@@ -186,7 +188,7 @@ def run_replay_trial(trial_id: str, cfg: SweepConfig, meta: Mapping[str, Any], p
     curve = table.curves.get(variant.id)
     if curve is None:  # the searcher snaps proposals to the table; anything else is a bug
         raise RuntimeError(f"trial {trial_id}: variant {variant.id} is not in the replay table {cfg.replay.table}")
-    tags = {**child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, "running"), "topnas.replay": "true"}
+    tags = {**child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, TrialStatus.RUNNING), REPLAY_TAG: "true"}
     run_id, reused = tracker.create_child(f"sweep:{cfg.name}:trial:{trial_id}", run_name_of(trial_id, variant.id),
                                           tags, child_params(point, variant, meta, predictor_id, predictor_provenance), child_metrics(meta))
     logged = {int(m.step) for m in tracker.client.get_metric_history(run_id, "val_mIoU")} if reused else set()
@@ -197,7 +199,7 @@ def run_replay_trial(trial_id: str, cfg: SweepConfig, meta: Mapping[str, Any], p
         if delay:
             time.sleep(delay)
         tune.report({"val_mIoU": value, "iteration": it, "replayed_table": True, **extra})
-    tracker.client.set_tag(run_id, "topnas.final_iteration", str(max(curve)))  # the status is the callback's
+    tracker.client.set_tag(run_id, FINAL_ITERATION_TAG, str(max(curve)))  # the status is the callback's
 
 
 def write_synthetic_table(path: str | Path, space: SearchSpace, predictor: Any, n_variants: int, iterations: int,

@@ -1,15 +1,6 @@
 """``run_sweep``: checks, the sweep's MLflow parent run, then one Ray Tune experiment (new or restored).
 
-Sweep folder ``<runs>/sweeps/<name>/`` (``storage:`` moves ``<runs>/sweeps``)::
-
-    sweep.yaml          the resolved config (what --resume reads back)
-    search_space.yaml   the resolved search space
-    state.json          parent run id, experiment id, tracking URI, hypervolume reference, status
-    optuna.db           the Optuna study (SQLite, study name = sweep name; optuna-dashboard reads it)
-    trials.jsonl        the driver's record of every finished trial (records.py)
-    pareto/             pareto.csv, pareto_front.png, pareto_front.html, hypervolume.png (also on MLflow)
-    tune/               Ray Tune experiment state (tuner.pkl, experiment_state-*.json, searcher state, trials)
-    train/<trial>-<variant>/   each trial's Ray Train run: checkpoints, resumable
+The sweep folder's layout: :mod:`topnas.platform.sweep.layout`.
 
 Example::
 
@@ -34,11 +25,26 @@ import yaml
 from topnas.errors import ConfigError
 from topnas.platform import pareto as P
 from topnas.platform import tracking
-from topnas.platform.sweep import estimates
-from topnas.platform.sweep import records as R
-from topnas.platform.sweep.config import OBJECTIVES, SweepConfig
-from topnas.platform.sweep.fidelity import fidelity_metrics, fidelity_of, fidelity_params
 from topnas.platform.envvars import env_default
+from topnas.platform.objectives import OBJECTIVES, TrialStatus
+from topnas.platform.sweep import estimates
+from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.fidelity import (
+    fidelity_metrics,
+    fidelity_of,
+    fidelity_params,
+)
+from topnas.platform.sweep.layout import (
+    CONFIG_FILE,
+    SPACE_FILE,
+    TUNE_DIR,
+    SweepFolder,
+    SweepState,
+    SweepStatus,
+    resolve_sweep_dir,
+)
+from topnas.platform.sweep.ledger import Ledger, frame
+from topnas.platform.sweep.tags import KIND_SWEEP, KIND_TAG, STATUS_TAG, SWEEP_TAG
 from topnas.platform.tracking import absolute_sqlite_uri
 
 if TYPE_CHECKING:
@@ -88,11 +94,21 @@ class SweepResult:
 
 def load_saved_config(sweep: str | os.PathLike[str], storage: str | os.PathLike[str] | None = None) -> SweepConfig:
     """The resolved config a sweep stored in its folder (what ``--resume`` uses)."""
-    folder = R.resolve_sweep_dir(sweep, storage)
-    path = folder / R.CONFIG_FILE
+    folder = resolve_sweep_dir(sweep, storage)
+    return SweepConfig.from_dict(_saved_config_data(folder, str(sweep)), source=str(SweepFolder(folder).config))
+
+
+def _is_saved_config(cfg: SweepConfig) -> bool:
+    """Whether ``cfg`` was read from its own sweep folder's ``sweep.yaml`` (:func:`load_saved_config`)."""
+    return cfg.source is not None and Path(cfg.source).resolve() == SweepFolder(cfg.sweep_dir).config.resolve()
+
+
+def _saved_config_data(folder: Path, sweep: str | None = None) -> dict[str, Any]:
+    path = SweepFolder(folder).config
     if not path.is_file():
-        raise ConfigError("--resume", str(sweep), "a sweep folder holding sweep.yaml", hint=f"nothing at {path}")
-    return SweepConfig.from_dict(yaml.safe_load(path.read_text()), source=str(path))
+        raise ConfigError("--resume", sweep or str(folder), "a sweep folder holding sweep.yaml",
+                          hint=f"nothing at {path}")
+    return yaml.safe_load(path.read_text())
 
 
 def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False,
@@ -141,26 +157,26 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
             watch = start_local_ray(**init)
         else:
             ray.init(**init)
-    status = "failed"
+    status = SweepStatus.FAILED
     try:
         _fit(cfg, state, tracker, info["id"], resume)
         settle(cfg, state, tracker)  # every finished trial recorded, abandoned runs closed, or a loud error
-        status = "finished"
+        status = SweepStatus.FINISHED
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = SweepStatus.INTERRUPTED
         raise
     finally:
         state.status = status
         state.save(folder)
         with contextlib.suppress(Exception):  # the parent's status; the trials' records are settled above
-            client.set_tag(state.parent_run_id, R.STATUS_TAG, status)
+            client.set_tag(state.parent_run_id, STATUS_TAG, status)
             client.set_terminated(state.parent_run_id,
-                                  status={"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
+                                  status={SweepStatus.FINISHED: "FINISHED", SweepStatus.INTERRUPTED: "KILLED"}.get(status, "FAILED"))
         if started_ray:
             ray.shutdown()
         if watch is not None:
             watch.release()
-    trials = R.frame(R.Ledger(folder).records())
+    trials = frame(Ledger(folder).records())
     hv = P.hypervolume(P.points_from_records(trials.to_dict("records"), OBJECTIVES), state.reference_point,
                        OBJECTIVES) if not trials.empty else 0.0
     return SweepResult(cfg.name, folder, state.parent_run_id, state.experiment_id, uri, trials, hv,
@@ -168,10 +184,12 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
 
 
 # ----------------------------------------------------------------------------- before Ray
-def _prepare_folder(cfg: SweepConfig, resume: bool) -> R.SweepState | None:
+def _prepare_folder(cfg: SweepConfig, resume: bool) -> SweepState | None:
     folder = cfg.sweep_dir
     if resume:
-        state = R.SweepState.load(folder)
+        state = SweepState.load(folder)
+        if _is_saved_config(cfg):  # read from this folder's sweep.yaml: nothing to compare, nor to parse again
+            return state
         saved = load_saved_config(folder)
         diff = _diff(saved.to_dict(), cfg.to_dict())
         if diff:
@@ -179,7 +197,7 @@ def _prepare_folder(cfg: SweepConfig, resume: bool) -> R.SweepState | None:
                               hint=f"differs in {', '.join(diff[:5])}; resume with the saved config "
                                    "(`topnas sweep --resume NAME` without a YAML)")
         return state
-    if (folder / R.STATE_FILE).exists() or (folder / R.LEDGER_FILE).exists():
+    if SweepFolder(folder).is_sweep():
         raise ConfigError("name", cfg.name, "a sweep name not used yet",
                           hint=f"{folder} exists: continue it with `topnas sweep --resume {cfg.name}` "
                                "or choose another name (--set name=...)")
@@ -193,7 +211,7 @@ def _check_before_ray(cfg: SweepConfig, address: str | None) -> None:
     from topnas.platform.train import check_ready
 
     local = address is None
-    check_ready(cfg.train_config(cfg.first_variant(), "check"), local_cluster=local)
+    check_ready(cfg.first_train_config, local_cluster=local)
 
 
 def _check_tracking_reachable(uri: str, address: str | None) -> None:
@@ -204,32 +222,32 @@ def _check_tracking_reachable(uri: str, address: str | None) -> None:
                                "set tracking.uri or $MLFLOW_TRACKING_URI")
 
 
-def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]) -> R.SweepState:
+def _create_parent(cfg: SweepConfig, client: Any, uri: str, info: dict[str, Any]) -> SweepState:
     folder = cfg.sweep_dir
     folder.mkdir(parents=True, exist_ok=True)
     reference = _reference_point(cfg)
     exp_id = tracking.get_or_create_experiment(cfg.experiment, client=client)
-    tags = {R.SWEEP_TAG: cfg.name, R.KIND_TAG: R.KIND_SWEEP, R.STATUS_TAG: "running",
+    tags = {SWEEP_TAG: cfg.name, KIND_TAG: KIND_SWEEP, STATUS_TAG: SweepStatus.RUNNING,
             "topnas.sampler": cfg.sampler, "topnas.scheduler": cfg.scheduler.name, "topnas.predictor_id": info["id"], "topnas.sweep_dir": str(folder)}
     parent, reused = tracking.start_or_resume_run(client, exp_id, f"sweep:{cfg.name}", run_name=cfg.name, tags=tags)
     if reused:
         raise ConfigError("name", cfg.name, "a sweep name not used in this MLflow experiment",
                           hint=f"run {parent.info.run_id} of experiment {cfg.experiment!r} is sweep {cfg.name!r} "
                                f"but {folder} does not hold it; choose another name")
-    state = R.SweepState(cfg.name, parent.info.run_id, exp_id, uri, reference, info["id"], created=time.time(),
+    state = SweepState(cfg.name, parent.info.run_id, exp_id, uri, reference, info["id"], created=time.time(),
                          predictor_label=info["label"], predictor_provenance=info["provenance"])
-    (folder / R.CONFIG_FILE).write_text(cfg.to_yaml())
-    (folder / R.SPACE_FILE).write_text(yaml.safe_dump({"search_space": cfg.space.to_dict()}, sort_keys=False,
+    (folder / CONFIG_FILE).write_text(cfg.to_yaml())
+    (folder / SPACE_FILE).write_text(yaml.safe_dump({"search_space": cfg.space.to_dict()}, sort_keys=False,
                                                       default_flow_style=None))
     state.save(folder)
     _log_parent(cfg, client, parent.info.run_id, info, reference)
     return state
 
 
-def _reopen_parent(cfg: SweepConfig, client: Any, state: R.SweepState) -> None:
-    client.set_tag(state.parent_run_id, R.STATUS_TAG, "running")
+def _reopen_parent(cfg: SweepConfig, client: Any, state: SweepState) -> None:
+    client.set_tag(state.parent_run_id, STATUS_TAG, SweepStatus.RUNNING)
     client.update_run(state.parent_run_id, status="RUNNING")
-    state.status = "running"
+    state.status = SweepStatus.RUNNING
     state.save(cfg.sweep_dir)
 
 
@@ -253,11 +271,11 @@ def _log_parent(cfg: SweepConfig, client: Any, run_id: str, info: dict[str, Any]
     if fidelity is not None:
         for key, value in fidelity_metrics(fidelity).items():
             client.log_metric(run_id, key, value)
-        path = folder / "proxy_fidelity.json"
+        path = SweepFolder(folder).fidelity
         path.write_text(json.dumps(fidelity.to_dict(), indent=2) + "\n")
         client.log_artifact(run_id, str(path), "config")
-    client.log_artifact(run_id, str(folder / R.CONFIG_FILE), "config")
-    client.log_artifact(run_id, str(folder / R.SPACE_FILE), "config")
+    client.log_artifact(run_id, str(folder / CONFIG_FILE), "config")
+    client.log_artifact(run_id, str(folder / SPACE_FILE), "config")
     client.log_artifact(run_id, info["path"], "config")
 
 
@@ -271,7 +289,7 @@ def _reference_point(cfg: SweepConfig) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- Ray Tune
-def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str, resume: bool) -> None:
+def _fit(cfg: SweepConfig, state: SweepState, tracker: Any, predictor_id: str, resume: bool) -> None:
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -283,7 +301,7 @@ def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str,
     ctx = TrialContext(cfg, state.tracking_uri, state.experiment_id, state.parent_run_id, predictor_id,
                        state.predictor_provenance)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), TRIAL_RESOURCES)
-    tune_dir = cfg.sweep_dir / R.TUNE_DIR
+    tune_dir = cfg.sweep_dir / TUNE_DIR
     with env_default(SNAPSHOT_ENV, SNAPSHOT_PERIOD_S):
         if resume and tune.Tuner.can_restore(str(tune_dir)):
             log.info("resuming sweep %s from %s", cfg.name, tune_dir)
@@ -294,7 +312,7 @@ def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str,
             num_samples = cfg.num_samples
             if resume:  # killed before Tune's first snapshot: no Tune trial to restore
                 searcher.fail_stale_trials()
-                trained = [r for r in R.Ledger(cfg.sweep_dir).records() if r.status != "infeasible"]
+                trained = [r for r in Ledger(cfg.sweep_dir).records() if r.status != TrialStatus.INFEASIBLE]
                 num_samples -= len(trained)
             if num_samples <= 0:
                 return
@@ -309,7 +327,7 @@ def _fit(cfg: SweepConfig, state: R.SweepState, tracker: Any, predictor_id: str,
                     reuse_actors=cfg.replay is not None,
                 ),
                 run_config=tune.RunConfig(
-                    name=R.TUNE_DIR, storage_path=str(cfg.sweep_dir),
+                    name=TUNE_DIR, storage_path=str(cfg.sweep_dir),
                     callbacks=[SweepCallback(cfg, tracker, state)],
                     failure_config=tune.FailureConfig(max_failures=0), verbose=1,
                 ),

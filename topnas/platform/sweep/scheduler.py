@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from topnas.platform.objectives import OBJECTIVES
 from topnas.platform.sweep.config import SweepConfig
-from topnas.platform.sweep.moasha import MO_OBJECTIVES, RungScheduler
+from topnas.platform.sweep.moasha import RungScheduler
 
 __all__ = ["make_scheduler"]
 
@@ -25,6 +26,6 @@ def make_scheduler(cfg: SweepConfig, reference_point: Mapping[str, float]) -> Ru
     sched = cfg.scheduler
     if not sched.early_stopping:
         return None
-    objectives = MO_OBJECTIVES if sched.name == "moasha" else {"val_mIoU": "max"}
+    objectives = OBJECTIVES if sched.name == "moasha" else {"val_mIoU": "max"}
     return RungScheduler(cfg.sweep_dir, sched.rungs, cfg.proxy.iterations, sched.reduction_factor,
                          reference_point, objectives)

@@ -52,12 +52,21 @@ from typing import Any, Mapping
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from topnas.platform.objectives import OBJECTIVES, TrialStatus
 from topnas.platform.sweep import estimates
-from topnas.platform.sweep import records as R
-from topnas.platform.sweep.config import OBJECTIVES, SweepConfig, make_sampler
-from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
+from topnas.platform.sweep.config import SweepConfig, make_sampler
+from topnas.platform.sweep.layout import OPTUNA_FILE
+from topnas.platform.sweep.ledger import Ledger, TrialRecord, trial_status
+from topnas.platform.sweep.tags import REASON_TAG
+from topnas.platform.sweep.tracker import (
+    SweepTracker,
+    child_metrics,
+    child_params,
+    child_tags,
+)
 
-__all__ = ["LATENCY_CONSTRAINT", "INFEASIBLE_MIOU", "META_KEY", "SweepSearch", "open_study", "tell_infeasible"]
+__all__ = ["LATENCY_CONSTRAINT", "INFEASIBLE_MIOU", "META_KEY", "SweepSearch", "open_study", "tell_infeasible",
+           "variant_of"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,23 @@ INFEASIBLE_MIOU = 0.0  # the val_mIoU slot of an infeasible COMPLETE trial; cons
 STATUS_ATTR = "topnas.status"
 # Samplers that fit a model on every COMPLETE trial's values, constraint-violating or not.
 VALUE_MODEL_SAMPLERS = ("gp",)
+
+
+def variant_of(config: Mapping[str, Any], space: Any) -> Any:
+    """The :class:`~topnas.search_spaces.Variant` the searcher built for a trial's ``config``.
+
+    The searcher builds each proposal's variant once and hands it on under ``config[META_KEY]
+    ["variant"]`` (``Variant.to_dict()``: plain JSON, so Tune's experiment state and
+    ``pending.jsonl`` carry it); the trial and the driver's callback read it back instead of
+    building it again from the point. A config without it (Tune state saved by an older topnas)
+    is built from its point with ``space``.
+    """
+    from topnas.search_spaces import Variant
+
+    data = (config.get(META_KEY) or {}).get("variant")
+    if data is None:
+        return space.build({k: config[k] for k in space.parameters()})
+    return Variant.from_dict(data, field=f"{META_KEY}.variant")
 
 
 def tell_infeasible(study: Any, trial: Any, latency_ms: float, sampler: str) -> None:
@@ -93,7 +119,7 @@ def open_study(cfg: SweepConfig, sampler: Any = None):
 def _storage(cfg: SweepConfig) -> Any:
     import optuna
 
-    path = cfg.sweep_dir / R.OPTUNA_FILE
+    path = cfg.sweep_dir / OPTUNA_FILE
     return optuna.storages.RDBStorage(f"sqlite:///{path.absolute()}")
 
 
@@ -131,7 +157,7 @@ class SweepSearch(OptunaSearch):
         """Define-by-run space: the point's categorical choices, plus what is known before training."""
         variant = self._cfg.space.suggest(trial)
         est = estimates.predict(estimates.load_predictor(self._cfg.latency.predictor), variant)
-        return {META_KEY: {"variant_id": variant.id, **est.to_dict()}}
+        return {META_KEY: {"variant_id": variant.id, "variant": variant.to_dict(), **est.to_dict()}}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         budget = self._cfg.latency.budget_ms
@@ -155,7 +181,7 @@ class SweepSearch(OptunaSearch):
                 pass
             elif budget is None or meta["latency_ms"] <= budget:
                 ot_trial.set_user_attr("topnas.ray_trial_id", trial_id)
-                ot_trial.set_user_attr(STATUS_ATTR, "running")
+                ot_trial.set_user_attr(STATUS_ATTR, TrialStatus.RUNNING)
                 self._keep_generation(ot_trial)
                 self._meta[trial_id] = meta
                 self._launched[meta["variant_id"]] = trial_id
@@ -190,12 +216,12 @@ class SweepSearch(OptunaSearch):
         from topnas.platform.sweep.replay import load_replay
 
         table = load_replay(self._cfg)
-        evaluated = set(self._launched) | {r.variant_id for r in R.Ledger(self._cfg.sweep_dir).records()}
+        evaluated = set(self._launched) | {r.variant_id for r in Ledger(self._cfg.sweep_dir).records()}
         vid = config[META_KEY]["variant_id"]
         if vid in table.curves and vid not in evaluated:
             return False
         left = [v for v in table.curves if v not in evaluated]
-        ot_trial.set_user_attr(STATUS_ATTR, "snapped")
+        ot_trial.set_user_attr(STATUS_ATTR, TrialStatus.SNAPPED)
         if left:
             target = table.nearest({k: config[k] for k in self._cfg.space.parameters()}, among=left)
             ot_trial.set_user_attr("topnas.snapped_to", target)
@@ -211,10 +237,10 @@ class SweepSearch(OptunaSearch):
         from optuna.trial import TrialState
 
         vid = meta["variant_id"]
-        finished = [r for r in R.Ledger(self._cfg.sweep_dir).records() if r.variant_id == vid]
+        finished = [r for r in Ledger(self._cfg.sweep_dir).records() if r.variant_id == vid]
         if not finished and vid not in self._launched:
             return False
-        done = next((r for r in reversed(finished) if r.status in ("completed", "infeasible")), None)
+        done = next((r for r in reversed(finished) if r.status in (TrialStatus.COMPLETED, TrialStatus.INFEASIBLE)), None)
         if done is not None:
             source = done.trial_id
         elif vid in self._launched:
@@ -222,8 +248,8 @@ class SweepSearch(OptunaSearch):
         else:
             source = finished[-1].trial_id
         ot_trial.set_user_attr("topnas.duplicate_of", source)
-        ot_trial.set_user_attr(STATUS_ATTR, "duplicate")
-        if done is not None and done.status == "completed" and done.val_mIoU is not None:
+        ot_trial.set_user_attr(STATUS_ATTR, TrialStatus.DUPLICATE)
+        if done is not None and done.status == TrialStatus.COMPLETED and done.val_mIoU is not None:
             ot_trial.set_user_attr("topnas.duplicate_values", [float(done.val_mIoU), float(meta["latency_ms"])])
         # FAIL, never a COMPLETE copy: the study's own front must list each variant once (module docstring)
         self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -234,28 +260,28 @@ class SweepSearch(OptunaSearch):
         """Record a proposal over the latency budget; it is never launched, never trained."""
         cfg, meta = self._cfg, config[META_KEY]
         point = {k: config[k] for k in cfg.space.parameters()}
-        variant = cfg.space.build(point)
+        variant = variant_of(config, cfg.space)
         number = ot_trial.number
         reason = f"predicted {meta['latency_ms']:.2f} ms > latency budget {cfg.latency.budget_ms:g} ms"
-        ot_trial.set_user_attr(STATUS_ATTR, "infeasible")
+        ot_trial.set_user_attr(STATUS_ATTR, TrialStatus.INFEASIBLE)
         record = self._infeasible_record(number, variant, point, meta, reason)
-        R.Ledger(cfg.sweep_dir).append(record)
+        Ledger(cfg.sweep_dir).append(record)
         tell_infeasible(self._ot_study, ot_trial, meta["latency_ms"], cfg.sampler)
         log.info("trial %s: %s; not trained", record.trial_id, reason)
 
     def _infeasible_record(self, number: int, variant: Any, point: Mapping[str, Any], meta: Mapping[str, Any],
-                           reason: str) -> R.TrialRecord:
+                           reason: str) -> TrialRecord:
         cfg = self._cfg
         trial_id = f"infeasible-{number}"
         complexity = estimates.complexity_of(variant)
-        tags = child_tags(cfg.name, trial_id, number, variant, "infeasible")
-        tags[R.REASON_TAG] = reason
+        tags = child_tags(cfg.name, trial_id, number, variant, TrialStatus.INFEASIBLE)
+        tags[REASON_TAG] = reason
         run_id, _ = self._tracker.create_child(
             f"sweep:{cfg.name}:optuna:{number}", f"{trial_id}-{variant.id}", tags,
             child_params(point, variant, meta, self._predictor_id, self._predictor_provenance), child_metrics(meta, complexity))
-        self._tracker.finish_child(run_id, "infeasible", reason, "FINISHED")
-        return R.TrialRecord(
-            trial_id=trial_id, variant_id=variant.id, status="infeasible", reason=reason, optuna_trial=number,
+        self._tracker.finish_child(run_id, TrialStatus.INFEASIBLE, reason, "FINISHED")
+        return TrialRecord(
+            trial_id=trial_id, variant_id=variant.id, status=TrialStatus.INFEASIBLE, reason=reason, optuna_trial=number,
             latency_ms=meta["latency_ms"], latency_lo=meta["latency_lo"], latency_hi=meta["latency_hi"],
             latency_out_of_range=bool(meta.get("out_of_range")), params=complexity["params"],
             macs=complexity["macs"], run_id=run_id, run_name=f"{trial_id}-{variant.id}",
@@ -271,15 +297,15 @@ class SweepSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
         if not self._is_running(ot_trial.number):
             return  # told before the driver was killed; Tune re-ran (replayed) the trial
-        status, reason = R.trial_status(result, error, self._cfg.proxy.iterations)
+        status, reason = trial_status(result, error, self._cfg.proxy.iterations)
         ot_trial.set_user_attr(STATUS_ATTR, status)
         if reason:
             ot_trial.set_user_attr("topnas.status_reason", reason[:1000])
-        if status == "completed":
+        if status == TrialStatus.COMPLETED:
             latency = self._meta.get(trial_id, {}).get("latency_ms", (result or {}).get("latency_ms"))
             values = [float(result["val_mIoU"]), float(latency)]  # type: ignore[index]
             self._ot_study.tell(ot_trial, values, state=TrialState.COMPLETE, skip_if_finished=True)
-        elif status == "early_stopped":
+        elif status == TrialStatus.EARLY_STOPPED:
             partial = (result or {}).get("val_mIoU")
             if partial is not None and math.isfinite(float(partial)):
                 ot_trial.set_user_attr("topnas.partial_val_mIoU", float(partial))
@@ -314,12 +340,12 @@ class SweepSearch(OptunaSearch):
         for ft in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             if ft.number in live:
                 continue
-            if ft.user_attrs.get(STATUS_ATTR) == "infeasible" and "topnas.latency_ms" in ft.user_attrs:
+            if ft.user_attrs.get(STATUS_ATTR) == TrialStatus.INFEASIBLE and "topnas.latency_ms" in ft.user_attrs:
                 tell_infeasible(self._ot_study, ft.number, ft.user_attrs["topnas.latency_ms"], self._cfg.sampler)
                 self._record_stale_infeasible(ft)
             else:  # its status attribute follows, so Optuna never shows a FAIL trial as "running"
                 launched = "topnas.ray_trial_id" in ft.user_attrs
-                self._ot_study._storage.set_trial_user_attr(ft._trial_id, STATUS_ATTR, "failed")
+                self._ot_study._storage.set_trial_user_attr(ft._trial_id, STATUS_ATTR, TrialStatus.FAILED)
                 self._ot_study._storage.set_trial_user_attr(ft._trial_id, "topnas.status_reason", (
                     "abandoned: the driver was killed after this trial started and before Ray Tune saved it"
                     if launched else "abandoned: proposed just before the driver was killed, never launched"))
@@ -330,11 +356,11 @@ class SweepSearch(OptunaSearch):
         return closed
 
     def _record_stale_infeasible(self, ft: Any) -> None:
-        known = {r.trial_id for r in R.Ledger(self._cfg.sweep_dir).records()}
+        known = {r.trial_id for r in Ledger(self._cfg.sweep_dir).records()}
         if f"infeasible-{ft.number}" in known:
             return
         point = {k: ft.params[k] for k in self._cfg.space.parameters() if k in ft.params}
         variant = self._cfg.space.build(point)
         meta = {k: ft.user_attrs.get(f"topnas.{k}") for k in ("latency_ms", "latency_lo", "latency_hi")}
         reason = f"predicted {meta['latency_ms']:.2f} ms > latency budget {self._cfg.latency.budget_ms:g} ms"
-        R.Ledger(self._cfg.sweep_dir).append(self._infeasible_record(ft.number, variant, point, meta, reason))
+        Ledger(self._cfg.sweep_dir).append(self._infeasible_record(ft.number, variant, point, meta, reason))

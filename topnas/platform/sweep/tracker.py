@@ -25,7 +25,17 @@ import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
 from topnas.platform import tracking
-from topnas.platform.sweep import records as R
+from topnas.platform.sweep.tags import (
+    KIND_TAG,
+    KIND_TRIAL,
+    OPTUNA_TAG,
+    PARETO_TAG,
+    REASON_TAG,
+    STATUS_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    VARIANT_TAG,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -38,10 +48,10 @@ log = logging.getLogger(__name__)
 
 def child_tags(sweep: str, trial_id: str, optuna_trial: int | None, variant: Any, status: str) -> dict[str, str]:
     return {
-        R.SWEEP_TAG: sweep, R.KIND_TAG: R.KIND_TRIAL, R.TRIAL_TAG: trial_id,
-        R.OPTUNA_TAG: "" if optuna_trial is None else str(optuna_trial),
-        R.VARIANT_TAG: variant.id, "topnas.preset": variant.preset or "none", R.STATUS_TAG: status,
-        R.PARETO_TAG: "false",
+        SWEEP_TAG: sweep, KIND_TAG: KIND_TRIAL, TRIAL_TAG: trial_id,
+        OPTUNA_TAG: "" if optuna_trial is None else str(optuna_trial),
+        VARIANT_TAG: variant.id, "topnas.preset": variant.preset or "none", STATUS_TAG: status,
+        PARETO_TAG: "false",
     }
 
 
@@ -105,7 +115,7 @@ class SweepTracker:
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{tracking.PARENT_RUN_TAG}` = '{self.parent_run_id}' and "
-                          f"tags.`{R.TRIAL_TAG}` = '{trial_id}'",
+                          f"tags.`{TRIAL_TAG}` = '{trial_id}'",
             run_view_type=ViewType.ACTIVE_ONLY, max_results=10, order_by=["attributes.start_time ASC"])
         if len(runs) > 1:
             log.warning("trial %s has %d child runs; using the oldest", trial_id, len(runs))
@@ -123,13 +133,13 @@ class SweepTracker:
         return run_id, reused
 
     def finish_child(self, run_id: str, status: str, reason: str, mlflow_status: str) -> None:
-        self.client.set_tag(run_id, R.STATUS_TAG, status)
-        self.client.set_tag(run_id, R.REASON_TAG, reason[:5000])
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        self.client.set_tag(run_id, REASON_TAG, reason[:5000])
         if self.client.get_run(run_id).info.status != mlflow_status:
             self.client.set_terminated(run_id, status=mlflow_status)
 
     def set_pareto(self, run_id: str, on_front: bool) -> None:
-        self.client.set_tag(run_id, R.PARETO_TAG, "true" if on_front else "false")
+        self.client.set_tag(run_id, PARETO_TAG, "true" if on_front else "false")
 
     # ------------------------------------------------------------------ parent and shared
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:

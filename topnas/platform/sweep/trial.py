@@ -3,11 +3,13 @@
 
 Runs in the trial's own Tune actor, which reserves no CPU (``{"cpu": 0, "memory": 200 MiB}``:
 with the default 1 CPU per trial, two concurrent trials on two CPUs starve their own training
-workers). The actor builds the variant from the searcher's point, opens the trial's MLflow child run
-(the training package's run, nested under the sweep's parent run) and logs what is known before
-training (sampled point, predicted latency and interval, params, MACs), then runs the proxy training
-through :func:`topnas.platform.train.run_training` with a :class:`SweepReportCallback`, so every
-evaluation of world-rank 0 reaches Tune (ASHA, the searcher) with the latency beside the mIoU.
+workers). The actor takes the variant the searcher built (:func:`~.searcher.variant_of`), opens the
+trial's MLflow child run (the training package's run, nested under the sweep's parent run; the only
+place it is opened) and logs what is known before training (sampled point, predicted latency and
+interval, params, MACs), then runs the proxy training in that run through
+:func:`topnas.platform.train.run_training` with a :class:`SweepReportCallback`, so every evaluation
+of world-rank 0 reaches Tune (ASHA, the searcher) with the latency beside the mIoU. The driver's
+callback closes the run with the trial's status (:mod:`.callback`).
 
 Resume: the Train run is named ``<trial id>-<variant id>`` under ``<sweep>/train``, so a trial
 Tune restarts continues its own checkpoints and MLflow run. A trial whose run already finished
@@ -22,18 +24,23 @@ from typing import Any, Mapping
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from topnas.errors import error_line
+from topnas.platform.objectives import TrialStatus
 from topnas.platform.sweep import estimates
-from topnas.platform.sweep import records as R
 from topnas.platform.sweep.config import SweepConfig
-from topnas.platform.sweep.searcher import META_KEY
-from topnas.platform.sweep.tracker import SweepTracker, child_metrics, child_params, child_tags
+from topnas.platform.sweep.searcher import META_KEY, variant_of
+from topnas.platform.sweep.tags import ATTEMPTS_TAG, FINAL_ITERATION_TAG, STATUS_TAG
+from topnas.platform.sweep.tracker import (
+    SweepTracker,
+    child_metrics,
+    child_params,
+    child_tags,
+)
 
 __all__ = ["SweepReportCallback", "TrialContext", "run_name_of", "run_trial"]
 
 log = logging.getLogger(__name__)
 
-_REPLAY_STATUSES = ("completed", "early_stopped")
+_REPLAY_STATUSES = (TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED)
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,13 @@ def run_name_of(trial_id: str, variant_id: str) -> str:
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune function trainable (see module docstring). Raises when training fails (Tune: ERROR)."""
+    """Tune function trainable (see module docstring). Raises when training fails (Tune: ERROR).
+
+    The trial opens its MLflow child run, once, and never closes it or sets its final status: the
+    driver's callback does both, from what Tune saw (a result at the full budget, a stop by the
+    rung scheduler, an error). A trial the scheduler stopped is torn down by Tune; whatever its
+    training raises then is not recorded.
+    """
     from ray import tune
 
     from topnas.platform.train import run_training
@@ -76,9 +89,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = ctx.cfg
     meta = dict(config[META_KEY])
     point = {k: config[k] for k in cfg.space.parameters()}
-    variant = cfg.space.build(point)
+    variant = variant_of(config, cfg.space)
     if variant.id != meta["variant_id"]:
-        raise RuntimeError(f"trial {trial_id}: point builds {variant.id}, the searcher proposed {meta['variant_id']}")
+        raise RuntimeError(f"trial {trial_id}: the config holds {variant.id}, the searcher proposed "
+                           f"{meta['variant_id']}")
     extra = {"variant_id": variant.id, **{k: meta[k] for k in ("latency_ms", "latency_lo", "latency_hi")}}
     tracker = SweepTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, cfg.name)
     if cfg.replay is not None:  # read the benchmark table instead of training (replay.py)
@@ -96,9 +110,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         return
 
     run_name = run_name_of(trial_id, variant.id)
-    attempts = int(existing.data.tags.get(R.ATTEMPTS_TAG, "0")) + 1 if existing is not None else 1
-    tags = {**child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, "running"),
-            R.ATTEMPTS_TAG: str(attempts)}
+    attempts = int(existing.data.tags.get(ATTEMPTS_TAG, "0")) + 1 if existing is not None else 1
+    tags = {**child_tags(cfg.name, trial_id, meta.get("optuna_trial"), variant, TrialStatus.RUNNING),
+            ATTEMPTS_TAG: str(attempts)}
     train_cfg = cfg.train_config(variant, run_name, tracking_uri=ctx.tracking_uri)
     client, run_id, _ = open_train_run(train_cfg, run_name, tracking_uri=ctx.tracking_uri,
                                        parent_run_id=ctx.parent_run_id, extra_tags=tags)
@@ -108,18 +122,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         tracking.log_params_batched(client, run_id, child_params(point, variant, meta, ctx.predictor_id,
                                                                      ctx.predictor_provenance))
         tracker.log_metrics(run_id, child_metrics(meta, estimates.complexity_of(variant)), step=0)
-    try:
-        result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
-                              parent_run_id=ctx.parent_run_id, tracking_uri=ctx.tracking_uri, extra_tags=tags)
-    except Exception as exc:
-        if client.get_run(run_id).data.tags.get(R.STATUS_TAG) == "early_stopped":
-            # ASHA stopped this trial: the driver recorded it before asking Tune to stop us, and tearing
-            # the trial down made fit() raise. Keep the driver's record (the train run closed as FAILED).
-            client.set_terminated(run_id, status="KILLED")
-            return
-        client.set_tag(run_id, R.STATUS_TAG, "failed")
-        client.set_tag(run_id, R.REASON_TAG, error_line(exc)[:5000])
-        raise
+    result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
+                          tracking_uri=ctx.tracking_uri, mlflow_run_id=run_id)
     # The final evaluation once more, from the trial itself: Train's last report may still sit in the
     # callback queue when fit() returns, and a run resumed at its last checkpoint reports nothing.
     final = {k: v for k, v in {**result.metrics, **extra}.items() if v is not None}
@@ -134,9 +138,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 def _recorded_result(tracker: SweepTracker, run: Any, iterations: int) -> dict[str, Any] | None:
     """The last evaluation of a child run the sweep already finished, else None (train it)."""
     tags = run.data.tags
-    final = tags.get("topnas.final_iteration")
-    done = tags.get(R.STATUS_TAG) in _REPLAY_STATUSES or (
-        run.info.status == "FINISHED" and final is not None and int(final) >= iterations)
+    final = tags.get(FINAL_ITERATION_TAG)  # set by the training job when it reached its last iteration
+    done = tags.get(STATUS_TAG) in _REPLAY_STATUSES or (final is not None and int(final) >= iterations)
     if not done:
         return None
     history = tracker.client.get_metric_history(run.info.run_id, "val_mIoU")

@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 
     from topnas.platform.train.config import TrainConfig
 
-__all__ = ["LOST_TAG", "RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
+__all__ = ["FINAL_ITERATION_TAG", "LOST_TAG", "STORAGE_PATH_TAG", "RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
 
 log = logging.getLogger(__name__)
 
 TRAIN_RUN_TAG = "topnas.train_run"
 LOST_TAG = "topnas.tracking_lost"
+FINAL_ITERATION_TAG = "topnas.final_iteration"  # set when the job reached its last iteration
+STORAGE_PATH_TAG = "topnas.storage_path"  # the job's Ray Train run folder
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch
 RUN_KEY_PREFIX = "train:"
 
@@ -90,10 +92,13 @@ def open_train_run(
     return client, run_id, resumed
 
 
-def close_train_run(client: MlflowClient, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+def close_train_run(client: MlflowClient, run_id: str, status: str | None,
+                    tags: Mapping[str, str] | None = None) -> None:
+    """The tags of the job's end, then the run closed with ``status`` (``None``: left open for its owner)."""
     for k, v in (tags or {}).items():
         client.set_tag(run_id, k, str(v))
-    client.set_terminated(run_id, status=status)
+    if status is not None:
+        client.set_terminated(run_id, status=status)
 
 
 @contextlib.contextmanager

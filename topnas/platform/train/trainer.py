@@ -37,6 +37,7 @@ from topnas.errors import ConfigError, TopnasError, error_line
 from topnas.platform.train.config import TrainConfig
 from topnas.platform.train.loop import TrainJob, train_loop_per_worker
 from topnas.platform.train.sampling import batches_per_epoch
+from topnas.platform.train.tracker import FINAL_ITERATION_TAG, STORAGE_PATH_TAG
 
 __all__ = [
     "CONFIG_SNAPSHOT",
@@ -218,6 +219,7 @@ def run_training(
     parent_run_id: str | None = None,
     tracking_uri: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    mlflow_run_id: str | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on Ray Train and return the :class:`TrainResult`.
 
@@ -230,6 +232,10 @@ def run_training(
         parent_run_id: MLflow run to nest under (the sweep's run); the child joins its experiment.
         tracking_uri: overrides ``tracking.uri`` / ``$MLFLOW_TRACKING_URI``.
         extra_tags: more MLflow tags (e.g. the sweep's trial id).
+        mlflow_run_id: log into this run, which the caller opened (params and config logged) and
+            closes: a sweep trial's run, closed by the sweep driver with the trial's status. The job
+            then only adds its metrics and the tags of its end. ``None``: the job opens its own run
+            (``parent_run_id``, ``extra_tags``) and closes it.
     """
     t0 = time.perf_counter()
     if resume not in ("auto", "never", "must"):
@@ -256,15 +262,22 @@ def run_training(
     (run_dir / CONFIG_SNAPSHOT).write_text(cfg.to_yaml())
 
     uri = None
-    client = mlflow_run_id = None
+    client = None
+    owns_run = mlflow_run_id is None  # else the caller opened the run and closes it
     if cfg.tracking.enabled:
         from topnas.platform import tracking
         from topnas.platform.train.tracker import open_train_run
 
         uri = absolute_sqlite_uri(tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.uri))
-        client, mlflow_run_id, _ = open_train_run(cfg, run_name, tracking_uri=uri, parent_run_id=parent_run_id,
-                                                  extra_tags={"topnas.storage_path": str(run_dir),
-                                                              **(extra_tags or {})})
+        if owns_run:
+            client, mlflow_run_id, _ = open_train_run(cfg, run_name, tracking_uri=uri, parent_run_id=parent_run_id,
+                                                      extra_tags={STORAGE_PATH_TAG: str(run_dir),
+                                                                  **(extra_tags or {})})
+        else:
+            client = tracking.get_client(uri)
+            client.set_tag(mlflow_run_id, STORAGE_PATH_TAG, str(run_dir))
+    else:
+        mlflow_run_id = None
     status = "FAILED"
     try:
         result = _fit(cfg, run_name, storage, run_dir, uri, mlflow_run_id, callbacks)
@@ -275,12 +288,12 @@ def run_training(
     finally:
         if client is not None and mlflow_run_id is not None:
             with contextlib.suppress(Exception):
-                tags = {"topnas.final_iteration": result.iteration} if status == "FINISHED" else {}
+                tags = {FINAL_ITERATION_TAG: result.iteration} if status == "FINISHED" else {}
                 if status == "FINISHED" and result.checkpoint:
                     tags["topnas.checkpoint_path"] = str(result.checkpoint)
                 from topnas.platform.train.tracker import close_train_run
 
-                close_train_run(client, mlflow_run_id, status, tags)
+                close_train_run(client, mlflow_run_id, status if owns_run else None, tags)
     return dataclasses.replace(result, mlflow_run_id=mlflow_run_id, tracking_uri=uri,
                                elapsed_s=time.perf_counter() - t0, config=cfg)
 
