@@ -61,9 +61,11 @@ METHODS: dict[str, tuple[str, str]] = {  # name -> (sampler, scheduler)
     "nsga2_moasha": ("nsga2", "moasha"),
     "tpe": ("tpe", "fifo"),
     "gp": ("gp", "fifo"),
+    "random_moasha": ("random", "moasha"),
 }
-QUICK_SKIP = ("gp",)
-ORACLE_SUFFIX = "_oracle_rungs"  # --diagnose: the method with perfect-fidelity rungs (simulate's ``oracle``)  # seconds per proposal on 2 cores
+QUICK_SKIP = ("gp",)  # seconds per proposal on 2 cores
+ON_REQUEST = ("random_moasha",)  # run when named by --methods or by --diagnose (the searcher's share)
+ORACLE_SUFFIX = "_oracle_rungs"  # --diagnose: the method with perfect-fidelity rungs (simulate's ``oracle``)
 
 
 @dataclass
@@ -310,8 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rungs", type=int, nargs="+", help="ASHA / MO-ASHA rung iterations (default: the "
                     "scheduler's, grace period x eta^k)")
     ap.add_argument("--predictor", help="latency predictor JSON (default: the shipped one)")
-    ap.add_argument("--diagnose", action="store_true", help="also run each early-stopping method with "
-                    "perfect-fidelity rungs (<method>_oracle_rungs) and print the rung-vs-final Spearman")
+    ap.add_argument("--diagnose", action="store_true", help="also run random + MO-ASHA, each early-stopping "
+                    "method with perfect-fidelity rungs (<method>_oracle_rungs), and print the rung-vs-final Spearman")
     ap.add_argument("--quick", action="store_true", help="skip gp (seconds per proposal here)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes (default 2)")
@@ -337,10 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     source = table
     table, _, n_in_file = _complete_subset(table, work)
     space, iterations, every = _table_layout(table)
-    methods = args.methods or [m for m in METHODS if not (args.quick and m in QUICK_SKIP)]
+    methods = args.methods or [m for m in METHODS if not (args.quick and m in QUICK_SKIP) and m not in ON_REQUEST]
     if "random" not in methods:
         methods = ["random", *methods]
     if args.diagnose:
+        methods += [m for m in ON_REQUEST if m not in methods]
         methods += [m + ORACLE_SUFFIX for m in methods if METHODS[m][1] != "fifo"]
     first = sweep_config(table, space, "random", 0, work, iterations, every, args.predictor, args.population,
                          args.reduction_factor)
