@@ -18,7 +18,22 @@ Printed per method, against random search's final hypervolume ``HV_r`` (mean ove
 * ``hv_ratio_at_B``: its hypervolume at compute ``B`` / ``HV_r`` (equal compute);
 * ``true_front_dropped``: true-front variants (the front of every table variant at the full
   budget) the method started and early-stopped (mean count);
-* ``true_front_found``: true-front variants it trained to the full budget within ``B``.
+* ``true_front_found``: true-front variants it trained to the full budget within ``B``;
+* ``compute_to_random_final_se``: standard error of that mean over the seeds (10 seeds: ~0.1-0.2,
+  so differences below ~0.3 between two settings are not evidence).
+
+``--diagnose`` separates the causes when a rung scheduler saves little (same seeds, same budget, same
+rungs; only what the named part sees changes):
+
+* ``random_moasha``: random proposals + MO-ASHA: what the NSGA-II searcher adds over random order;
+* ``<method>_oracle_rungs``: the method whose rung scheduler is shown each variant's full-budget
+  mIoU at every rung (a perfect-fidelity proxy); what is left above 0.5 there is the cost of the
+  rung schedule and of the search order, not of the rungs' information;
+* the Spearman correlation, across the table's variants, of the replayed mIoU at each evaluation
+  with the full-budget mIoU: how much a decision at that rung can know.
+
+``--rungs`` sets the rung iterations of both ASHA schedulers alike (default: the scheduler's own,
+``grace_period x reduction_factor^k`` from the first evaluation).
 
 The runs do NOT start Ray: a Ray Tune replay sweep of 8 trials took 80 s of Tune time plus Ray's
 start (measured on this 2-core machine, busy: ~3 min per sweep), far too slow for 50 sweeps. A thin
@@ -183,6 +198,7 @@ def _one(job: tuple) -> Run:
     _quiet()
     oracle = method.endswith(ORACLE_SUFFIX)
     method = method.removesuffix(ORACLE_SUFFIX)
+    work = work / "oracle_rungs" if oracle else work  # a sweep folder of its own (its ledger is its state)
     cfg = sweep_config(table, space, method, seed, work, iterations, every, predictor, population, rf, rungs)
     return simulate(cfg, reference, cap, workers, oracle)
 

@@ -94,3 +94,13 @@ def test_rung_spearman_is_one_for_curves_that_keep_their_order():
     sq = _script()
     curves = {"a": {10: 0.1, 20: 0.2, 30: 0.3}, "b": {10: 0.2, 20: 0.1, 30: 0.5}, "c": {10: 0.3, 20: 0.0, 30: 0.6}}
     assert sq.rung_spearman(curves, 30) == {10: 1.0, 20: -1.0}
+
+
+def test_diagnose_runs_each_part_in_a_sweep_of_its_own(table, capsys):
+    sq = _script()
+    sq.main(["--table", str(table), "--seeds", "1", "--methods", "nsga2_moasha", "--diagnose", "--json", "--jobs",
+             "1", "--budget-trials", "3"])
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"random", "nsga2_moasha", "random_moasha", "nsga2_moasha_oracle_rungs",
+                        "random_moasha_oracle_rungs"}
+    assert all(values["trials_started"] > 0 for values in out.values())  # no run reads another's ledger
