@@ -2,7 +2,9 @@
 
 Methods (sampler + scheduler of a sweep): ``random`` (random search, every trial trained to the full
 budget), ``nsga2``, ``nsga2_asha`` (mIoU-only ASHA), ``nsga2_moasha`` (MO-ASHA), ``tpe`` and, unless
-``--quick``, ``gp``; ``--seeds`` sampler seeds each. Each run replays the benchmark table
+``--quick``, ``gp`` (each GP proposal refits Gaussian processes on every finished trial, about ten
+times NSGA-II's CPU per trial - compare ``--methods gp --seeds 1`` with ``--methods nsga2 --seeds 1``
+- so its ten seeds alone overrun the quick run's 3 minutes on 2 cores); ``--seeds`` sampler seeds each. Each run replays the benchmark table
 (``benchmarks/data/<t>.csv`` + ``<t>.variants.json``, see ``topnas/platform/sweep/replay.py``):
 a trial's ``val_mIoU`` at every evaluation comes from the table, latency from the predictor.
 
