@@ -2,7 +2,9 @@
 
 Methods (sampler + scheduler of a sweep): ``random`` (random search, every trial trained to the full
 budget), ``nsga2``, ``nsga2_asha`` (mIoU-only ASHA), ``nsga2_moasha`` (MO-ASHA), ``tpe`` and, unless
-``--quick``, ``gp``; ``--seeds`` sampler seeds each. Each run replays the benchmark table
+``--quick``, ``gp`` (each GP proposal refits Gaussian processes on every finished trial, about ten
+times NSGA-II's CPU per trial - compare ``--methods gp --seeds 1`` with ``--methods nsga2 --seeds 1``
+- so its ten seeds alone overrun the quick run's 3 minutes on 2 cores); ``--seeds`` sampler seeds each. Each run replays the benchmark table
 (``benchmarks/data/<t>.csv`` + ``<t>.variants.json``, see ``topnas/platform/sweep/replay.py``):
 a trial's ``val_mIoU`` at every evaluation comes from the table, latency from the predictor.
 
@@ -18,7 +20,22 @@ Printed per method, against random search's final hypervolume ``HV_r`` (mean ove
 * ``hv_ratio_at_B``: its hypervolume at compute ``B`` / ``HV_r`` (equal compute);
 * ``true_front_dropped``: true-front variants (the front of every table variant at the full
   budget) the method started and early-stopped (mean count);
-* ``true_front_found``: true-front variants it trained to the full budget within ``B``.
+* ``true_front_found``: true-front variants it trained to the full budget within ``B``;
+* ``compute_to_random_final_se``: standard error of that mean over the seeds (10 seeds: ~0.1-0.2,
+  so differences below ~0.3 between two settings are not evidence).
+
+``--diagnose`` separates the causes when a rung scheduler saves little (same seeds, same budget, same
+rungs; only what the named part sees changes):
+
+* ``random_moasha``: random proposals + MO-ASHA: what the NSGA-II searcher adds over random order;
+* ``<method>_oracle_rungs``: the method whose rung scheduler is shown each variant's full-budget
+  mIoU at every rung (a perfect-fidelity proxy); what is left above 0.5 there is the cost of the
+  rung schedule and of the search order, not of the rungs' information;
+* the Spearman correlation, across the table's variants, of the replayed mIoU at each evaluation
+  with the full-budget mIoU: how much a decision at that rung can know.
+
+``--rungs`` sets the rung iterations of both ASHA schedulers alike (default: the scheduler's own,
+``grace_period x reduction_factor^k`` from the first evaluation).
 
 The runs do NOT start Ray: a Ray Tune replay sweep of 8 trials took 80 s of Tune time plus Ray's
 start (measured on this 2-core machine, busy: ~3 min per sweep), far too slow for 50 sweeps. A thin
@@ -61,8 +78,11 @@ METHODS: dict[str, tuple[str, str]] = {  # name -> (sampler, scheduler)
     "nsga2_moasha": ("nsga2", "moasha"),
     "tpe": ("tpe", "fifo"),
     "gp": ("gp", "fifo"),
+    "random_moasha": ("random", "moasha"),
 }
 QUICK_SKIP = ("gp",)  # seconds per proposal on 2 cores
+ON_REQUEST = ("random_moasha",)  # run when named by --methods or by --diagnose (the searcher's share)
+ORACLE_SUFFIX = "_oracle_rungs"  # --diagnose: the method with perfect-fidelity rungs (simulate's ``oracle``)
 
 
 @dataclass
@@ -90,7 +110,7 @@ class _NoTracker:
 
 
 def sweep_config(table: Path, space: dict, method: str, seed: int, work: Path, iterations: int, every: int,
-                 predictor: str | None, population: int, reduction_factor: float):
+                 predictor: str | None, population: int, reduction_factor: float, rungs: list[int] | None = None):
     from topnas.platform.sweep import SweepConfig
 
     sampler, scheduler = METHODS[method]
@@ -100,13 +120,19 @@ def sweep_config(table: Path, space: dict, method: str, seed: int, work: Path, i
         "sampler": {"name": sampler, "options": options}, "num_samples": 100000, "max_concurrent": 2,
         "latency": {"predictor": predictor},
         "proxy": {"iterations": iterations, "eval_interval": every},
-        "scheduler": {"name": scheduler, "reduction_factor": reduction_factor} if scheduler != "fifo" else {},
+        "scheduler": {"name": scheduler, "reduction_factor": reduction_factor, "rungs": rungs}
+        if scheduler != "fifo" else {},
         "replay": {"table": str(table)}, "storage": str(work / method / str(seed)),
     })
 
 
-def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int) -> Run:
-    """Drive the sweep's searcher and scheduler with replayed evaluations (see module docstring)."""
+def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int, oracle: bool = False) -> Run:
+    """Drive the sweep's searcher and scheduler with replayed evaluations (see module docstring).
+
+    ``oracle``: the rung scheduler is shown each variant's mIoU at the full budget instead of its mIoU
+    at the rung (a perfect-fidelity proxy; ``--diagnose``); the searcher and the front still get the
+    replayed values, so only the rung decisions change.
+    """
     import optuna
     from ray.tune.search import Searcher
 
@@ -147,7 +173,8 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
         it = evals[r["k"]]
         result = {"val_mIoU": table.curves[r["vid"]][it], "iteration": it, "latency_ms": r["lat"],
                   "variant_id": r["vid"]}
-        decision = scheduler.decide(tid, result) if scheduler is not None else "continue"
+        shown = {**result, "val_mIoU": table.curves[r["vid"]][cfg.proxy.iterations]} if oracle else result
+        decision = scheduler.decide(tid, shown) if scheduler is not None else "continue"
         if decision == "stop" or it >= cfg.proxy.iterations:
             searcher.on_trial_complete(tid, result)
             status, reason = trial_status(result, False, cfg.proxy.iterations)
@@ -169,10 +196,13 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int)
 
 def _one(job: tuple) -> Run:
     """One (method, seed) run in a worker process."""
-    method, seed, table, space, work, iterations, every, predictor, population, rf, reference, cap, workers = job
+    method, seed, table, space, work, iterations, every, predictor, population, rf, rungs, reference, cap, workers = job
     _quiet()
-    cfg = sweep_config(table, space, method, seed, work, iterations, every, predictor, population, rf)
-    return simulate(cfg, reference, cap, workers)
+    oracle = method.endswith(ORACLE_SUFFIX)
+    method = method.removesuffix(ORACLE_SUFFIX)
+    work = work / "oracle_rungs" if oracle else work  # a sweep folder of its own (its ledger is its state)
+    cfg = sweep_config(table, space, method, seed, work, iterations, every, predictor, population, rf, rungs)
+    return simulate(cfg, reference, cap, workers, oracle)
 
 
 def _quiet() -> None:
@@ -198,6 +228,16 @@ def true_front(cfg, reference: dict[str, float]) -> tuple[set[str], float, dict[
     pts = [P.ParetoPoint(vid, {"val_mIoU": c[cfg.proxy.iterations], "latency_ms": lat[vid]})
            for vid, c in table.curves.items()]
     return {p.id for p in P.non_dominated(pts, OBJECTIVES)}, P.hypervolume(pts, reference, OBJECTIVES), lat
+
+
+def rung_spearman(curves: dict[str, dict[int, float]], final: int) -> dict[int, float]:
+    """Rank correlation, across the replayed variants, of the mIoU at each evaluation with the final one:
+    how much a rung decision there can know about the front at the full budget."""
+    from scipy.stats import spearmanr
+
+    vids = sorted(curves)
+    return {it: round(float(spearmanr([curves[v][it] for v in vids], [curves[v][final] for v in vids]).statistic), 3)
+            for it in sorted(next(iter(curves.values()))) if it < final}
 
 
 def _table_space(table: Path) -> dict:
@@ -287,7 +327,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2, help="trials running at once (default 2)")
     ap.add_argument("--population", type=int, default=8, help="NSGA-II population size (default 8)")
     ap.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA / MO-ASHA eta (default 2)")
+    ap.add_argument("--rungs", type=int, nargs="+", help="ASHA / MO-ASHA rung iterations (default: the "
+                    "scheduler's, grace period x eta^k)")
     ap.add_argument("--predictor", help="latency predictor JSON (default: the shipped one)")
+    ap.add_argument("--diagnose", action="store_true", help="also run random + MO-ASHA, each early-stopping "
+                    "method with perfect-fidelity rungs (<method>_oracle_rungs), and print the rung-vs-final Spearman")
     ap.add_argument("--quick", action="store_true", help="skip gp (seconds per proposal here)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes (default 2)")
@@ -313,9 +357,12 @@ def main(argv: list[str] | None = None) -> None:
     source = table
     table, _, n_in_file = _complete_subset(table, work)
     space, iterations, every = _table_layout(table)
-    methods = args.methods or [m for m in METHODS if not (args.quick and m in QUICK_SKIP)]
+    methods = args.methods or [m for m in METHODS if not (args.quick and m in QUICK_SKIP) and m not in ON_REQUEST]
     if "random" not in methods:
         methods = ["random", *methods]
+    if args.diagnose:
+        methods += [m for m in ON_REQUEST if m not in methods]
+        methods += [m + ORACLE_SUFFIX for m in methods if METHODS[m][1] != "fifo"]
     first = sweep_config(table, space, "random", 0, work, iterations, every, args.predictor, args.population,
                          args.reduction_factor)
     from topnas.platform.sweep.replay import load_replay
@@ -330,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     # random too runs to cap x B: its own seeds are measured against the mean of their values at B
     jobs = [(method, seed) for method in methods for seed in range(args.seeds)]
     common = (table, space, work, iterations, every, args.predictor, args.population, args.reduction_factor,
-              reference, args.cap * budget, args.workers)
+              args.rungs, reference, args.cap * budget, args.workers)
     if args.jobs <= 1:
         done = [_one((m, s, *common)) for m, s in jobs]
     else:  # spawn, not fork: the driver process already runs Optuna / Ray threads
@@ -345,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
         fractions = [args.cap if c is None else c / budget for c in reach]
         out[method] = {
             "compute_to_random_final": round(statistics.mean(fractions), 3),
+            "compute_to_random_final_se": round(statistics.stdev(fractions) / math.sqrt(len(fractions)), 3)
+            if len(fractions) > 1 else math.nan,
             "never": sum(c is None for c in reach),
             "hv_ratio_at_B": round(statistics.mean(r.hv_at(budget) for r in rs) / target, 3) if target else math.nan,
             "true_front_dropped": round(statistics.mean(len(r.stopped & front) for r in rs), 2),
@@ -357,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
             "budget_iterations": budget, "cap": args.cap, "workers": args.workers,
             "true_front_size": len(front), "true_front_hv": round(front_hv, 4), "random_final_hv": round(target, 4),
             "elapsed_s": round(time.perf_counter() - t0, 1)}
+    if args.diagnose:
+        meta["rung_spearman"] = rung_spearman(load_replay(first).curves, iterations)
     if args.json:
         print(json.dumps(out))  # method -> values only; the run's settings go to stderr
         print(json.dumps(meta), file=sys.stderr)
@@ -369,11 +420,17 @@ def main(argv: list[str] | None = None) -> None:
           f"true front {len(front)} variants, hypervolume {front_hv:.4g}")
     print(f"budget B = {budget:g} iterations ({budget / iterations:g} full trainings), {args.seeds} seeds, "
           f"{args.workers} workers; random search's final hypervolume {target:.4g}")
-    print(f"{'method':14s} {'compute_to_random_final':>24s} {'never':>6s} {'HV at B / random':>17s} "
+    w = max(14, *map(len, out))
+    print(f"{'method':{w}s} {'compute_to_random_final (se)':>29s} {'never':>6s} {'HV at B / random':>17s} "
           f"{'front dropped':>14s} {'front found by B':>17s} {'trials':>7s}")
     for method, o in out.items():
-        print(f"{method:14s} {o['compute_to_random_final']:24.3f} {o['never']:6d} {o['hv_ratio_at_B']:17.3f} "
+        ctr = f"{o['compute_to_random_final']:.3f} ({o['compute_to_random_final_se']:.3f})"
+        print(f"{method:{w}s} {ctr:>29s} {o['never']:6d} {o['hv_ratio_at_B']:17.3f} "
               f"{o['true_front_dropped']:14.2f} {o['true_front_found']:17.2f} {o['trials_started']:7.1f}")
+    if args.diagnose:
+        print("Spearman of the replayed mIoU at each evaluation vs at the full budget (variants of the table): "
+              + ", ".join(f"{it}: {rho:.2f}" for it, rho in meta["rung_spearman"].items()))
+        print(f"<method>{ORACLE_SUFFIX}: the same method whose rung scheduler sees each variant's full-budget mIoU")
     print(f"({meta['elapsed_s']} s)")
     shutil.rmtree(work, ignore_errors=True)
 

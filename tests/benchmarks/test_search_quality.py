@@ -70,3 +70,37 @@ def test_json_holds_one_entry_per_method(table, capsys):
     for values in out.values():
         assert values["compute_to_random_final"] > 0 and values["true_front_dropped"] >= 0
     assert out["random"]["true_front_dropped"] == 0  # random search stops nothing
+
+
+def test_oracle_rungs_show_the_scheduler_final_mIoU_only(table, tmp_path):
+    """--diagnose: the rung scheduler sees each variant's full-budget mIoU; the front keeps replayed values."""
+    from topnas.platform.sweep import Ledger
+    from topnas.platform.sweep.moasha import RungLog
+    from topnas.platform.sweep.replay import load_replay
+
+    sq = _script()
+    cfg = _cfg(sq, table, "nsga2_moasha", tmp_path)
+    curves = load_replay(cfg).curves
+    run = sq.simulate(cfg, REF, compute_cap=6 * 40, workers=2, oracle=True)
+    entries = RungLog(cfg.sweep_dir).entries()
+    assert entries and run.started
+    for e in entries:
+        assert e.val_mIoU == curves[e.variant_id][40] and e.rung in cfg.scheduler.rungs
+    for r in Ledger(cfg.sweep_dir).records():
+        assert r.val_mIoU == curves[r.variant_id][r.iteration]
+
+
+def test_rung_spearman_is_one_for_curves_that_keep_their_order():
+    sq = _script()
+    curves = {"a": {10: 0.1, 20: 0.2, 30: 0.3}, "b": {10: 0.2, 20: 0.1, 30: 0.5}, "c": {10: 0.3, 20: 0.0, 30: 0.6}}
+    assert sq.rung_spearman(curves, 30) == {10: 1.0, 20: -1.0}
+
+
+def test_diagnose_runs_each_part_in_a_sweep_of_its_own(table, capsys):
+    sq = _script()
+    sq.main(["--table", str(table), "--seeds", "1", "--methods", "nsga2_moasha", "--diagnose", "--json", "--jobs",
+             "1", "--budget-trials", "3"])
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"random", "nsga2_moasha", "random_moasha", "nsga2_moasha_oracle_rungs",
+                        "random_moasha_oracle_rungs"}
+    assert all(values["trials_started"] > 0 for values in out.values())  # no run reads another's ledger
