@@ -50,7 +50,7 @@ def additive_reference(space: str, table, n_fit: int = 12000, seed: int = 0) -> 
     fi, te = perm[:n_fit], perm[n_fit:]
     coef, *_ = np.linalg.lstsq(X[fi], y[fi], rcond=None)
     pred = X[te] @ coef
-    from topnas.platform.latency.metrics import spearman
+    from topnas.platform.latency.accuracy import spearman
     return {"n_fit": int(n_fit), "spearman": spearman(pred, y[te]),
             "within10": float(np.mean(np.abs(pred / y[te] - 1) <= 0.10))}
 

@@ -58,7 +58,7 @@ def table_paths(out: Path, space_name: str) -> dict[str, Path]:
 def choose_variants(space: Any, n: int, seed: int) -> list[Any]:
     """The space's official presets that lie in it, then distinct random samples (fixed seed) up to ``n``."""
     from topnas.search_spaces.variant import preset_variant
-    from topnas.topformer.config import PRESETS
+    from topnas.topformer.arch_config import PRESETS
 
     chosen: dict[str, Any] = {}
     for name in PRESETS:
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from topnas.platform.train.loop import LocalSession, TrainJob, run_loop
 
     every = args.iterations // args.rungs
-    from topnas.platform.train.config import parse_override
+    from topnas.platform.train.train_config import parse_override
 
     # the table the sweep YAML may name as its fidelity table is the one being made here
     sets = {"proxy.fidelity": None, **dict(parse_override(o) for o in args.set)}

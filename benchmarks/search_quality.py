@@ -137,7 +137,7 @@ def simulate(cfg, reference: dict[str, float], compute_cap: float, workers: int,
     from ray.tune.search import Searcher
 
     from topnas.platform import pareto as P
-    from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.sweep_config import OBJECTIVES
     from topnas.platform.sweep.ledger import Ledger, TrialRecord, trial_status
     from topnas.platform.sweep.replay import eval_iterations, load_replay
     from topnas.platform.sweep.scheduler import make_scheduler
@@ -219,7 +219,7 @@ def true_front(cfg, reference: dict[str, float]) -> tuple[set[str], float, dict[
     """Front of every table variant at the full budget, its hypervolume, and each variant's latency."""
     from topnas.platform import pareto as P
     from topnas.platform.sweep import estimates
-    from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.sweep_config import OBJECTIVES
     from topnas.platform.sweep.replay import load_replay
 
     table = load_replay(cfg)

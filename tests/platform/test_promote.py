@@ -205,7 +205,7 @@ def test_sampled_variant_gets_the_nearest_preset():
 @pytest.mark.parametrize("trial, size, lr", [("trial_A", "tiny", 3e-4), ("trial_C", "base", 1.2e-4),
                                               ("trial_D", "small", 1.2e-4)])
 def test_promoted_yaml_is_variant_plus_official_recipe(record, tmp_path, trial, size, lr):
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
 
     sel = P.select_trial(record, trial=trial, force=True)
     sc = P.size_class(sel.variant)
@@ -232,7 +232,7 @@ def test_promoted_yaml_is_variant_plus_official_recipe(record, tmp_path, trial, 
 
 
 def test_promoted_yaml_of_a_448_variant_uses_the_448_crop(record, tmp_path):
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
 
     sel = P.select_trial(record, trial="trial_G", force=True)
     assert sel.variant.input_size == (448, 448)
@@ -244,7 +244,7 @@ def test_promoted_yaml_of_a_448_variant_uses_the_448_crop(record, tmp_path):
 
 
 def test_scale_down_keeps_the_recipe(record, tmp_path):
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
 
     sel = P.select_trial(record, knee=True)
     full = P.write_experiment(P.build_experiment(sel, P.size_class(sel.variant)),
@@ -321,7 +321,7 @@ def _fake_full_run(sweep_env, promo, miou: float, input_size=None, change=None) 
     import onnx
     from onnx import TensorProto, helper
 
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
 
     client = sweep_env["client"]
     cfg = load_config(promo.train_yaml)
@@ -588,7 +588,7 @@ def test_finalize_prices_a_real_export(sweep_env, promoted, monkeypatch, tmp_pat
     promo = promoted("m-real-export")
     rid = _fake_full_run(sweep_env, promo, 0.5)
     client = sweep_env["client"]
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
 
     cfg = load_config(promo.train_yaml)
     path = export_onnx(cfg.variant.build(norm="BN"), tmp_path / "onnx" / f"{cfg.variant.id}.onnx",

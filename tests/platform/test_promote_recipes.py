@@ -11,7 +11,7 @@ import pytest
 
 from topnas.platform.promote import recipe_path
 from topnas.platform.promote.recipe import RECIPES
-from topnas.platform.train.config import compose_yaml
+from topnas.platform.train.train_config import compose_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"

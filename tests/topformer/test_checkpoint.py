@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from topnas.topformer import TopFormer
-from topnas.topformer.checkpoint import CheckpointError, load_checkpoint
+from topnas.topformer.weights import CheckpointError, load_checkpoint
 
 
 def _random_like(model):

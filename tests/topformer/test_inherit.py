@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from topnas.errors import ConfigError
-from topnas.topformer.checkpoint import CheckpointError
-from topnas.topformer.config import preset_config
+from topnas.topformer.weights import CheckpointError
+from topnas.topformer.arch_config import preset_config
 from topnas.topformer.inherit import OFFICIAL_IMAGENET_FILES, inherit_from_checkpoint
 from topnas.topformer.model import TopFormer
 
@@ -52,7 +52,7 @@ def ckpts(tmp_path_factory):
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "base"])
 def test_a_preset_inherits_its_own_checkpoint_whole(ckpts, preset):
-    from topnas.topformer.checkpoint import load_checkpoint
+    from topnas.topformer.weights import load_checkpoint
 
     _, files = ckpts
     path, sd = files[preset]
@@ -158,7 +158,7 @@ def test_missing_and_wrong_checkpoints_are_one_clear_error(ckpts, tmp_path):
 
 
 def test_training_config_init_field(tmp_path):
-    from topnas.platform.train.config import ModelConfig
+    from topnas.platform.train.train_config import ModelConfig
 
     with pytest.raises(ConfigError, match=r"pretrained: got None.*imagenet_nearest.*download the official"):
         ModelConfig(init="imagenet_nearest")

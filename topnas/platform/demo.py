@@ -195,7 +195,7 @@ def _train_view(console: Console | None, promo) -> contextlib.AbstractContextMan
     if console is None:
         return contextlib.nullcontext()
     from topnas.platform.liveview import watch_train
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
     from topnas.platform.train.trainer import run_dir_for
 
     cfg = load_config(promo.train_yaml)
@@ -226,7 +226,7 @@ def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
 def _sweep_dir_of(sweep_yaml: Path) -> Path:
     """The folder of the sweep ``sweep_yaml`` defines, from its ``name`` and ``storage`` (read, not parsed)."""
     from topnas.platform.paths import sweeps_root
-    from topnas.platform.train.config import resolve_path
+    from topnas.platform.train.train_config import resolve_path
     from topnas.yamlio import read_yaml_mapping
 
     raw = read_yaml_mapping(sweep_yaml, "sweep config")

@@ -143,7 +143,7 @@ def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples:
 # ----------------------------------------------------------------------------- training runs
 def read_train(run_dir: str | Path, name: str, max_iters: int) -> TrainSnapshot:
     """Iteration and metrics of the newest checkpoint under ``run_dir`` (0 and {} before the first)."""
-    from topnas.platform.train.checkpoint import STATE_FILE
+    from topnas.platform.train.training_state import STATE_FILE
 
     best: tuple[int, dict[str, Any]] = (0, {})
     for path in Path(run_dir).glob(f"checkpoint_*/**/{STATE_FILE}"):

@@ -25,7 +25,7 @@ import yaml
 
 from topnas.errors import ConfigError, check_choice, check_keys, check_type
 from topnas.search_spaces.variant import MIN_TOKEN_SIDE, Variant
-from topnas.topformer.config import INJECTION_TYPES, KERNEL_SIZES, TopFormerConfig, make_divisible
+from topnas.topformer.arch_config import INJECTION_TYPES, KERNEL_SIZES, TopFormerConfig, make_divisible
 
 __all__ = ["SearchSpace", "StageSpace", "DEFAULT_SPACE_PATH", "default_space"]
 

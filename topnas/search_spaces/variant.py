@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from topnas.errors import ConfigError, check_keys, check_type
-from topnas.topformer.config import PRESETS, TopFormerConfig, preset_config
+from topnas.topformer.arch_config import PRESETS, TopFormerConfig, preset_config
 
 __all__ = ["Variant", "MIN_TOKEN_SIDE", "MIN_INPUT_SIDE", "preset_variant"]
 

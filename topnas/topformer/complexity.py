@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from topnas.topformer.config import TopFormerConfig
+from topnas.topformer.arch_config import TopFormerConfig
 
 __all__ = ["Complexity", "count_complexity", "count_params"]
 

@@ -32,8 +32,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from topnas.topformer.checkpoint import CheckpointError, extract_state_dict
-from topnas.topformer.config import TopFormerConfig, preset_config
+from topnas.topformer.weights import CheckpointError, extract_state_dict
+from topnas.topformer.arch_config import TopFormerConfig, preset_config
 
 __all__ = ["OFFICIAL_IMAGENET_FILES", "InheritReport", "inherit_from_checkpoint", "inherit_state_dict",
            "nearest_official", "resolve_imagenet_checkpoint"]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from topnas.topformer.config import TopFormerConfig, make_divisible, preset_config
+from topnas.topformer.arch_config import TopFormerConfig, make_divisible, preset_config
 
 __all__ = ["TopFormer", "TopFormerBackbone", "SimpleHead", "ConvBN", "ConvModule", "adaptive_avg_pool"]
 

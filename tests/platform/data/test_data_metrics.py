@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from topnas.platform.data.metrics import (
+from topnas.platform.data.seg_metrics import (
     IoUAccumulator,
     evaluate_logits_to_original,
     intersect_and_union,

@@ -15,7 +15,7 @@ import pytest
 
 from topnas.platform.cli import main
 from topnas.platform.latency.adb import AdbConfig, AdbDevice, AdbError, measure_adb
-from topnas.platform.latency.records import read_calibration
+from topnas.platform.latency.measurements import read_calibration
 from topnas.search_spaces import preset_variant
 
 FAKE_ADB = r'''

@@ -19,7 +19,7 @@ from topnas.errors import ConfigError
 from topnas.platform.cli import main
 from topnas.platform.latency.adb import AdbConfig, AdbDevice, AdbError, measure_adb
 from topnas.platform.latency.native import build_ort_bench
-from topnas.platform.latency.records import read_calibration
+from topnas.platform.latency.measurements import read_calibration
 from topnas.search_spaces import preset_variant
 
 SERIAL = "STANDIN865"

@@ -8,7 +8,7 @@ import pytest
 
 from topnas.platform.cli import main
 from topnas.platform.latency.predictor import DEFAULT_GROUPS, LatencyPredictor
-from topnas.platform.latency.records import append_row
+from topnas.platform.latency.measurements import append_row
 from topnas.search_spaces import default_space, preset_variant
 
 

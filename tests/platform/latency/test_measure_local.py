@@ -7,7 +7,7 @@ import pytest
 
 from topnas.platform.cli import main
 from topnas.platform.latency.measure_local import calibration_variants, measure_local
-from topnas.platform.latency.records import check_single_target, read_calibration, samples_from
+from topnas.platform.latency.measurements import check_single_target, read_calibration, samples_from
 from topnas.search_spaces import Variant, default_space, preset_variant
 
 

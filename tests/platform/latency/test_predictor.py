@@ -16,7 +16,7 @@ from topnas.platform.latency.predictor import (
     flops_baseline,
     packaged_predictor,
 )
-from topnas.platform.latency.records import Sample
+from topnas.platform.latency.measurements import Sample
 from topnas.search_spaces import Variant, default_space, preset_variant
 
 DEVICE = {"device": "synthetic", "runtime": "onnxruntime", "runtime_version": "0", "cpu_model": "none",

@@ -8,7 +8,7 @@ import pytest
 from topnas.errors import ConfigError
 from topnas.platform.latency.kernels import conv_kernel, kernels_from_config, linear_kernel
 from topnas.platform.latency.predictor import GroupRule, LatencyPredictor, packaged_predictor
-from topnas.platform.latency.records import Sample
+from topnas.platform.latency.measurements import Sample
 from topnas.search_spaces import default_space, preset_variant
 
 DEVICE = {"device": "synthetic", "runtime": "onnxruntime", "runtime_version": "0", "cpu_model": "none",

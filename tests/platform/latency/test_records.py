@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from topnas.platform.latency.records import (
+from topnas.platform.latency.measurements import (
     COLUMNS,
     CalibrationError,
     append_row,

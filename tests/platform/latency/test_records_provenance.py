@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from topnas.platform.latency.records import (
+from topnas.platform.latency.measurements import (
     COLUMNS,
     PROVENANCE_COLUMNS,
     CalibrationError,

@@ -9,7 +9,7 @@ import yaml
 
 from topnas.errors import ConfigError
 from topnas.platform.sweep import SweepConfig, load_sweep_config
-from topnas.platform.sweep.config import ProxyConfig, SweepFile
+from topnas.platform.sweep.sweep_config import ProxyConfig, SweepFile
 
 from .conftest import sweep_dict, write_sweep_yaml
 

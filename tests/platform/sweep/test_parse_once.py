@@ -7,7 +7,7 @@ import pytest
 
 from topnas.platform.cli import main
 from topnas.platform.sweep import runner
-from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.sweep_config import SweepConfig
 
 from .conftest import sweep_dict, write_sweep_yaml
 

@@ -19,7 +19,7 @@ from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep.callback import RecordError, SweepCallback, settle
 from topnas.platform.sweep.layout import SweepState
 from topnas.platform.sweep.ledger import PendingTrials
-from topnas.platform.sweep.tracker import SweepTracker
+from topnas.platform.sweep.mlflow_runs import SweepTracker
 
 from .conftest import sweep_dict
 from .test_callback import _trial

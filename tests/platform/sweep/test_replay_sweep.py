@@ -104,7 +104,7 @@ def test_ledger_and_rungs_after_kill_and_resume(replayed):
 
 def test_mlflow_children_carry_status_and_rung(replayed):
     from topnas.platform.sweep.layout import SweepState
-    from topnas.platform.sweep.tracker import SweepTracker
+    from topnas.platform.sweep.mlflow_runs import SweepTracker
 
     cfg, *_ = replayed
     state = SweepState.load(cfg.sweep_dir)
@@ -156,7 +156,7 @@ def test_predictor_provenance_on_runs_table_and_plot(replayed, capsys):
     from topnas.platform.cli import main
     from topnas.platform.sweep import estimates
     from topnas.platform.sweep.layout import SweepState
-    from topnas.platform.sweep.tracker import SweepTracker
+    from topnas.platform.sweep.mlflow_runs import SweepTracker
 
     cfg, *_ = replayed
     info = estimates.predictor_info(cfg.latency.predictor)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import pytest
 
 from topnas.platform.data.fixture import write_fixture
-from topnas.platform.train.config import TrainConfig
+from topnas.platform.train.train_config import TrainConfig
 
 NUM_CLASSES = 5
 

@@ -9,7 +9,7 @@ import yaml
 from topnas.errors import ConfigError
 from topnas.platform.cli import main as cli_main
 from topnas.platform.data import DatasetError
-from topnas.platform.train.config import TrainConfig, compose_yaml, load_config, parse_override
+from topnas.platform.train.train_config import TrainConfig, compose_yaml, load_config, parse_override
 
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENTS = REPO / "experiments"

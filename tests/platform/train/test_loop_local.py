@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from topnas.platform.train.checkpoint import MODEL_FILE, STATE_FILE
+from topnas.platform.train.training_state import MODEL_FILE, STATE_FILE
 from topnas.platform.train.loop import InjectedFault, LocalSession, TrainJob, run_loop
 
 ITERS = 8
@@ -35,7 +35,7 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, train_fixture):
     from tests.platform.train.conftest import small_config_dict
-    from topnas.platform.train.config import TrainConfig
+    from topnas.platform.train.train_config import TrainConfig
 
     base = tmp_path_factory.mktemp("uninterrupted")
     raw = small_config_dict(train_fixture, base / "runs")
@@ -49,7 +49,7 @@ def uninterrupted(tmp_path_factory, train_fixture):
 
 def test_checkpoints_hold_a_resumable_state(uninterrupted) -> None:
     from topnas.topformer import TopFormer
-    from topnas.topformer.checkpoint import load_checkpoint
+    from topnas.topformer.weights import load_checkpoint
 
     cfg, summary, session, run = uninterrupted
     assert summary["iteration"] == ITERS and summary["start_iteration"] == 0

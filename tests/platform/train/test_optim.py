@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from topnas.platform.train.config import OptimizerConfig
+from topnas.platform.train.train_config import OptimizerConfig
 from topnas.platform.train.optim import build_optimizer, build_param_groups, match_custom_key
 from topnas.topformer import TopFormer
 

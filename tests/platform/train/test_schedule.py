@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from topnas.platform.train.config import ScheduleConfig
+from topnas.platform.train.train_config import ScheduleConfig
 from topnas.platform.train.schedule import apply_lr, lr_at, regular_lr
 
 OFFICIAL = ScheduleConfig()  # poly 1.0, min_lr 0, linear warm-up 1500 from 1e-6, 160k iterations

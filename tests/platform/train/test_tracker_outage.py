@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.mlflow_server import free_port, mlflow_server
-from topnas.platform.train.tracker import LOST_TAG, RankZeroLogger
+from topnas.platform.train.mlflow_logger import LOST_TAG, RankZeroLogger
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from topnas.platform.train import TrainConfig, run_training
-from topnas.platform.train.tracker import TRAIN_RUN_TAG
+from topnas.platform.train.mlflow_logger import TRAIN_RUN_TAG
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from topnas.errors import TopnasError
 
 # noun -> module under topnas.platform.cli
-NOUNS = ("model", "export", "data", "train", "latency", "sweep", "pareto", "promote", "ui", "demo")
+NOUNS = ("model", "data", "train", "latency", "sweep", "pareto", "promote", "ui", "demo")
 
 
 class _RootParser(argparse.ArgumentParser):

@@ -69,7 +69,7 @@ def _default_stat(df, stat: str, combine: str) -> tuple[str, str]:
 
 
 def load_samples(path: str, stat: str = AUTO, combine: str = AUTO):
-    from topnas.platform.latency.records import check_single_target, read_calibration, samples_from
+    from topnas.platform.latency.measurements import check_single_target, read_calibration, samples_from
 
     df = read_calibration(path)
     target = check_single_target(df, Path(path).name)

@@ -86,7 +86,7 @@ def _fit_phone(args: argparse.Namespace) -> int:
 
     from topnas.platform.latency.arch_table import read_arch_table
     from topnas.platform.latency.predictor import LatencyPredictor, packaged_predictor
-    from topnas.platform.latency.records import Sample, check_single_target, read_calibration
+    from topnas.platform.latency.measurements import Sample, check_single_target, read_calibration
     from topnas.platform.latency.snapdragon import build_phone_predictor, compare
     from topnas.search_spaces import Variant, default_space
 

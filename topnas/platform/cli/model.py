@@ -1,4 +1,6 @@
-"""`topnas model summary|sample|export`: inspect, sample and export TopFormer variants."""
+"""`topnas model summary|sample|export`: inspect, sample and export TopFormer variants.
+
+`topnas export` (the first spelling of `topnas model export`) stays as an alias."""
 from __future__ import annotations
 
 import argparse
@@ -63,6 +65,31 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from topnas.topformer.weights import load_checkpoint
+    from topnas.topformer.export import export_onnx
+
+    v = resolve_variant(args)
+    model = v.build(norm="BN")
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    path = export_onnx(model, args.output, v.input_size, opset=args.opset)
+    print(f"wrote {path}  (variant {v.id}, input 1x3x{v.input_size[0]}x{v.input_size[1]}, opset {args.opset})")
+    return 0
+
+
+HELP = "export a variant to ONNX (official latency graph)"
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """The export options and action, shared by `topnas model export` and `topnas export`."""
+    add_variant_args(p)
+    p.add_argument("-o", "--output", required=True, help="output .onnx path")
+    p.add_argument("--checkpoint", help="official or topnas checkpoint to load first")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 13)")
+    p.set_defaults(func=_export)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="inspect, sample and export TopFormer variants")
     msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -75,6 +102,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=".", help="output folder")
     s.set_defaults(func=_sample)
-    from topnas.platform.cli.export import HELP, add_export_args  # export.py imports this module
-
     add_export_args(msub.add_parser("export", help=HELP, description=HELP))
+    add_export_args(sub.add_parser("export", help="same as `topnas model export`", description=HELP))

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _show(args: argparse.Namespace) -> int:
     from topnas.platform import pareto as P
     from topnas.platform.pareto_plots import front_table
-    from topnas.platform.sweep.config import OBJECTIVES
+    from topnas.platform.sweep.sweep_config import OBJECTIVES
     from topnas.platform.sweep.layout import SweepState, resolve_sweep_dir
     from topnas.platform.sweep.ledger import load_trials
 

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from topnas.platform.sweep.config import load_sweep_config
+    from topnas.platform.sweep.sweep_config import load_sweep_config
     from topnas.platform.sweep.runner import load_saved_config
 
     if args.resume:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     from pathlib import Path
 
-    from topnas.platform.train.config import TrainConfig, load_config
+    from topnas.platform.train.train_config import TrainConfig, load_config
     from topnas.platform.train.trainer import CONFIG_SNAPSHOT, list_runs
 
     overrides = list(args.overrides)

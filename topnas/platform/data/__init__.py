@@ -21,7 +21,7 @@ from .ade20k import (
     seg_collate,
 )
 from .fixture import fixture_class_names, render_sample, write_fixture
-from .metrics import IoUAccumulator, evaluate_logits_to_original, intersect_and_union, summarize
+from .seg_metrics import IoUAccumulator, evaluate_logits_to_original, intersect_and_union, summarize
 from .transforms import (
     IMG_MEAN,
     IMG_STD,

@@ -65,7 +65,7 @@ from topnas.platform.latency.parsers import (
     parse_tflite_benchmark,
     pick_tnn,
 )
-from topnas.platform.latency.records import append_row, completed_keys
+from topnas.platform.latency.measurements import append_row, completed_keys
 
 __all__ = ["AdbConfig", "AdbDevice", "AdbError", "measure_adb", "RUNTIMES", "RUNTIME_ALIASES", "TRANSIENT_ERRORS"]
 

@@ -30,7 +30,7 @@ import numpy as np
 from topnas.errors import ConfigError
 from topnas.platform.latency.arch_table import ArchTable
 from topnas.platform.latency.kernels import Kernel
-from topnas.platform.latency.metrics import kendall, spearman
+from topnas.platform.latency.accuracy import kendall, spearman
 from topnas.platform.latency.predictor import GroupRule, LatencyPredictor, featurize, nnls_relative
 from topnas.platform.latency.spaces import get_space
 

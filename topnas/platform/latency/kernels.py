@@ -185,7 +185,7 @@ def _kernels_cached(model: Any, input_size: tuple[int, int]) -> tuple[Kernel, ..
 
 
 def _analytic(cfg: Any, input_size: Sequence[int]) -> list[Kernel]:
-    from topnas.topformer.config import make_divisible
+    from topnas.topformer.arch_config import make_divisible
 
     ks: list[Kernel] = []
     add = ks.append

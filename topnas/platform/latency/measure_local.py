@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from topnas.errors import ConfigError
-from topnas.platform.latency.records import append_row, completed_keys
+from topnas.platform.latency.measurements import append_row, completed_keys
 
 __all__ = ["HostInfo", "host_info", "measure_local", "time_session", "LOCAL_DEVICE"]
 

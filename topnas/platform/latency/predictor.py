@@ -288,7 +288,7 @@ class LatencyPredictor:
         calibration: Mapping[str, Any] | None = None,
         loo: bool = True,
     ) -> "LatencyPredictor":
-        """Fit on `samples` (:class:`~topnas.platform.latency.records.Sample`: variant + latency_ms).
+        """Fit on `samples` (:class:`~topnas.platform.latency.measurements.Sample`: variant + latency_ms).
 
         Args:
             device: the measurement target (``records.check_single_target`` of the file).
@@ -504,7 +504,7 @@ def _fit_scales(C, y, shrinkage: float):
 
 
 def _acc(pred, meas) -> dict[str, float]:
-    from topnas.platform.latency.metrics import accuracy
+    from topnas.platform.latency.accuracy import accuracy
 
     return accuracy(pred, meas)
 

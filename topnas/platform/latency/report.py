@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from topnas.errors import ConfigError
-from topnas.platform.latency.metrics import accuracy
+from topnas.platform.latency.accuracy import accuracy
 from topnas.platform.latency.predictor import DEFAULT_GROUPS, LatencyPredictor, flops_baseline
 
 __all__ = ["BAR", "split_holdout", "evaluate", "plot_predicted_vs_measured", "write_report"]

@@ -91,7 +91,7 @@ def build_phone_predictor(tables: Sequence[ArchTable], published: Sequence[Any],
                           seed: int = 0) -> tuple[LatencyPredictor, dict[str, Any]]:
     """The phone predictor and a report dict (see module docstring).
 
-    `published`: :class:`~topnas.platform.latency.records.Sample` rows of the target phone, one per
+    `published`: :class:`~topnas.platform.latency.measurements.Sample` rows of the target phone, one per
     reading (two readings of one model are two noisy observations).
     """
     if not tables:
@@ -191,7 +191,7 @@ def _type_shares(p: LatencyPredictor, variant: Any, total: float) -> dict[str, f
 def compare(new: LatencyPredictor, old: LatencyPredictor, variants: Sequence[Any], top: int = 10) -> dict[str, Any]:
     """Rank agreement of two predictors over `variants` and the largest disagreements, with the
     kernel groups whose predicted time differs most (each predictor's share of its own total)."""
-    from topnas.platform.latency.metrics import spearman
+    from topnas.platform.latency.accuracy import spearman
 
     a = np.array([new.predict(v).ms for v in variants])
     b = np.array([old.predict(v).ms for v in variants])

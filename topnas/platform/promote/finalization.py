@@ -147,7 +147,7 @@ def finalize(
     """
     from mlflow.entities import Metric
 
-    from topnas.platform.train.config import TrainConfig
+    from topnas.platform.train.train_config import TrainConfig
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     client = tracking.get_client(uri)

@@ -137,7 +137,7 @@ def build_experiment(
     channels, first blocks of a stage, leading heads), a preset loads it whole, so the 160k result
     compares with the official TopFormer-T/S/B.
     """
-    from topnas.platform.train.config import compose_yaml
+    from topnas.platform.train.train_config import compose_yaml
 
     raw = compose_yaml(recipe_path(size.name))
     raw.pop("name", None)
@@ -213,7 +213,7 @@ _Dumper.add_representer(tuple, _flow_lists)
 
 def write_experiment(config: Mapping[str, Any], path: str | os.PathLike[str], header: str = "") -> Path:
     """Write a training YAML and check it loads as a :class:`TrainConfig` (raises ConfigError if not)."""
-    from topnas.platform.train.config import load_config
+    from topnas.platform.train.train_config import load_config
 
     path = Path(path)
     text = header + yaml.dump(dict(config), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=110)
@@ -238,7 +238,7 @@ def scale_down_experiment(
     poly decay stay the official ones. ``model.pretrained`` / ``model.init`` come from the fixture
     file (no checkpoint there: ``init: scratch``). The result ``_base_``-s the promoted file.
     """
-    from topnas.platform.train.config import compose_yaml
+    from topnas.platform.train.train_config import compose_yaml
 
     promoted_yaml = Path(promoted_yaml)
     fixture_yaml = Path(fixture_yaml) if fixture_yaml else experiments_dir() / "demo_tiny_fixture.yaml"

@@ -18,7 +18,7 @@ Modules: ``config`` (YAML -> :class:`SweepConfig`), ``estimates`` (latency predi
 ``runner`` (:func:`run_sweep`, resume). Ray, Optuna and MLflow are imported only when a sweep runs.
 """
 from topnas.platform.objectives import OBJECTIVES, TrialStatus
-from topnas.platform.sweep.config import (
+from topnas.platform.sweep.sweep_config import (
     SAMPLERS,
     SweepConfig,
     load_sweep_config,

@@ -28,7 +28,7 @@ from ray.tune import Callback
 from topnas.errors import TopnasError
 from topnas.platform import pareto as P
 from topnas.platform.objectives import OBJECTIVES, TrialStatus
-from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.sweep_config import SweepConfig
 from topnas.platform.sweep.layout import PARETO_CSV, PARETO_DIR, SweepState
 from topnas.platform.sweep.ledger import (
     Ledger,
@@ -40,7 +40,7 @@ from topnas.platform.sweep.ledger import (
 from topnas.platform.sweep.moasha import record_stop
 from topnas.platform.sweep.searcher import META_KEY, variant_of
 from topnas.platform.sweep.tags import OPTUNA_TAG, STATUS_TAG, TRIAL_TAG, VARIANT_TAG
-from topnas.platform.sweep.tracker import (
+from topnas.platform.sweep.mlflow_runs import (
     SweepTracker,
     child_metrics,
     child_params,

@@ -35,7 +35,7 @@ import numpy as np
 from topnas.errors import ConfigError
 
 if TYPE_CHECKING:
-    from topnas.platform.sweep.config import SweepConfig
+    from topnas.platform.sweep.sweep_config import SweepConfig
     from topnas.search_spaces import SearchSpace
 
 __all__ = ["Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity", "table_meta"]

@@ -36,7 +36,7 @@ from topnas.errors import ConfigError
 from topnas.platform.objectives import TrialStatus
 
 if TYPE_CHECKING:
-    from topnas.platform.sweep.config import SweepConfig
+    from topnas.platform.sweep.sweep_config import SweepConfig
     from topnas.search_spaces import SearchSpace, Variant
 
 __all__ = ["COLUMNS", "ReplayTable", "eval_iterations", "load_replay", "read_table", "run_replay_trial",
@@ -181,7 +181,7 @@ def run_replay_trial(trial_id: str, cfg: SweepConfig, meta: Mapping[str, Any], p
     from ray import tune
 
     from topnas.platform.sweep.tags import FINAL_ITERATION_TAG, REPLAY_TAG
-    from topnas.platform.sweep.tracker import child_metrics, child_params, child_tags
+    from topnas.platform.sweep.mlflow_runs import child_metrics, child_params, child_tags
     from topnas.platform.sweep.trial import run_name_of
 
     table = load_replay(cfg)

@@ -28,7 +28,7 @@ from topnas.platform import tracking
 from topnas.platform.envvars import env_default
 from topnas.platform.objectives import OBJECTIVES, TrialStatus
 from topnas.platform.sweep import estimates
-from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.sweep_config import SweepConfig
 from topnas.platform.sweep.fidelity import (
     fidelity_metrics,
     fidelity_of,
@@ -116,7 +116,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     """Run (or, with ``resume=True``, finish) the sweep ``cfg``; returns its front and record.
 
     Args:
-        cfg: a validated config (:func:`~topnas.platform.sweep.config.load_sweep_config`, or
+        cfg: a validated config (:func:`~topnas.platform.sweep.sweep_config.load_sweep_config`, or
             :func:`load_saved_config` to resume).
         address: Ray cluster: ``None`` starts a local Ray (or uses the one already initialised),
             ``"auto"`` joins the running cluster of this machine, ``"ray://host:10001"`` a remote one.
@@ -138,7 +138,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     else:
         _reopen_parent(cfg, client, state)
     from topnas.platform.sweep.callback import settle
-    from topnas.platform.sweep.tracker import SweepTracker
+    from topnas.platform.sweep.mlflow_runs import SweepTracker
 
     tracker = SweepTracker(state.tracking_uri, state.experiment_id, state.parent_run_id, cfg.name)
     if resume:  # trials finished but not recorded before the kill: recorded now, or a loud stop before Ray

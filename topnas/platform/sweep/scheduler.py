@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from topnas.platform.objectives import OBJECTIVES
-from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.sweep_config import SweepConfig
 from topnas.platform.sweep.moasha import RungScheduler
 
 __all__ = ["make_scheduler"]

@@ -54,11 +54,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from topnas.platform.objectives import OBJECTIVES, TrialStatus
 from topnas.platform.sweep import estimates
-from topnas.platform.sweep.config import SweepConfig, make_sampler
+from topnas.platform.sweep.sweep_config import SweepConfig, make_sampler
 from topnas.platform.sweep.layout import OPTUNA_FILE
 from topnas.platform.sweep.ledger import Ledger, TrialRecord, trial_status
 from topnas.platform.sweep.tags import REASON_TAG
-from topnas.platform.sweep.tracker import (
+from topnas.platform.sweep.mlflow_runs import (
     SweepTracker,
     child_metrics,
     child_params,

@@ -1,12 +1,12 @@
 """The MLflow tag names a sweep writes on its parent run and on each trial's child run.
 
 Parent: :data:`SWEEP_TAG` and :data:`KIND_TAG` = :data:`KIND_SWEEP`; child: every tag below, with
-:data:`KIND_TAG` = :data:`KIND_TRIAL` (the layout: :mod:`topnas.platform.sweep.tracker`). ``topnas
+:data:`KIND_TAG` = :data:`KIND_TRIAL` (the layout: :mod:`topnas.platform.sweep.mlflow_runs`). ``topnas
 pareto``, ``promote`` and the UI find a sweep's runs by these names.
 """
 from __future__ import annotations
 
-from topnas.platform.train.tracker import (
+from topnas.platform.train.mlflow_logger import (
            FINAL_ITERATION_TAG,  # the training run's tag; trials read it
 )
 

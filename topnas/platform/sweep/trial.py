@@ -26,10 +26,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from topnas.platform.objectives import TrialStatus
 from topnas.platform.sweep import estimates
-from topnas.platform.sweep.config import SweepConfig
+from topnas.platform.sweep.sweep_config import SweepConfig
 from topnas.platform.sweep.searcher import META_KEY, variant_of
 from topnas.platform.sweep.tags import ATTEMPTS_TAG, FINAL_ITERATION_TAG, STATUS_TAG
-from topnas.platform.sweep.tracker import (
+from topnas.platform.sweep.mlflow_runs import (
     SweepTracker,
     child_metrics,
     child_params,
@@ -83,7 +83,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune
 
     from topnas.platform.train import run_training
-    from topnas.platform.train.tracker import open_train_run
+    from topnas.platform.train.mlflow_logger import open_train_run
 
     trial_id = tune.get_context().get_trial_id()
     cfg = ctx.cfg

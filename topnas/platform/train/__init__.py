@@ -10,7 +10,7 @@ Modules: ``config`` (typed YAML config, ``_base_`` + ``--set``), ``schedule`` (p
 order), ``checkpoint`` (resumable state), ``loop`` (per-worker loop), ``tracker`` (MLflow, rank 0),
 ``trainer`` (``TorchTrainer`` wiring).
 """
-from topnas.platform.train.config import TrainConfig, load_config
+from topnas.platform.train.train_config import TrainConfig, load_config
 from topnas.platform.train.loop import LocalSession, TrainJob, run_loop, train_loop_per_worker
 from topnas.platform.train.loss import seg_cross_entropy
 from topnas.platform.train.optim import build_optimizer, build_param_groups

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from topnas.platform.train.checkpoint import (
+from topnas.platform.train.training_state import (
     CONFIG_FILE,
     MODEL_FILE,
     STATE_FILE,
@@ -40,7 +40,7 @@ from topnas.platform.train.checkpoint import (
     save_training_state,
     unwrap,
 )
-from topnas.platform.train.config import TrainConfig
+from topnas.platform.train.train_config import TrainConfig
 from topnas.platform.train.loss import IGNORE_INDEX, seg_cross_entropy
 from topnas.platform.train.optim import build_optimizer
 from topnas.platform.train.sampling import IterationBatchSampler, SeededDataset
@@ -313,7 +313,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         if rank == 0:
             _say(f"[train] {init_report.summary()}")
     elif cfg.model.init_source():
-        from topnas.topformer.checkpoint import load_checkpoint
+        from topnas.topformer.weights import load_checkpoint
 
         report = load_checkpoint(model, cfg.model.pretrained, verbose=False)
         if rank == 0:
@@ -350,7 +350,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         _seed(rt.seed + rank + 1000 * start_iter)
     logger = None
     if rank == 0 and job.mlflow_run_id and job.tracking_uri:
-        from topnas.platform.train.tracker import RankZeroLogger
+        from topnas.platform.train.mlflow_logger import RankZeroLogger
 
         logger = RankZeroLogger(job.tracking_uri, job.mlflow_run_id)
         dev_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"

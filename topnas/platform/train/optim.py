@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from topnas.platform.train.config import OptimizerConfig
+    from topnas.platform.train.train_config import OptimizerConfig
 
 __all__ = ["build_optimizer", "build_param_groups", "match_custom_key"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from topnas.platform.train.config import ScheduleConfig
+    from topnas.platform.train.train_config import ScheduleConfig
 
 __all__ = ["apply_lr", "lr_at", "regular_lr"]
 

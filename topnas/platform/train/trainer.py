@@ -34,10 +34,10 @@ from typing import Any, Literal, Sequence
 from topnas.platform.envvars import env_default
 from topnas.platform.tracking import absolute_sqlite_uri
 from topnas.errors import ConfigError, TopnasError, error_line
-from topnas.platform.train.config import TrainConfig
+from topnas.platform.train.train_config import TrainConfig
 from topnas.platform.train.loop import TrainJob, train_loop_per_worker
 from topnas.platform.train.sampling import batches_per_epoch
-from topnas.platform.train.tracker import FINAL_ITERATION_TAG, STORAGE_PATH_TAG
+from topnas.platform.train.mlflow_logger import FINAL_ITERATION_TAG, STORAGE_PATH_TAG
 
 __all__ = [
     "CONFIG_SNAPSHOT",
@@ -147,7 +147,7 @@ def _check_readable_checkpoint(path: str) -> None:
     """Open the checkpoint now (weights only): a corrupt file must fail before Ray, not in a worker."""
     import torch
 
-    from topnas.topformer.checkpoint import extract_state_dict
+    from topnas.topformer.weights import extract_state_dict
 
     try:
         extract_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -224,7 +224,7 @@ def run_training(
     """Train ``cfg`` on Ray Train and return the :class:`TrainResult`.
 
     Args:
-        cfg: the validated config (see :func:`~topnas.platform.train.config.load_config`).
+        cfg: the validated config (see :func:`~topnas.platform.train.train_config.load_config`).
         run_name: Ray Train run folder ``<storage>/<run_name>`` and MLflow run name; default ``cfg.name``.
         resume: ``"auto"`` continues the run's checkpoints when present (sweeps, Tune restores);
             ``"never"`` refuses an existing run; ``"must"`` refuses a run that has no checkpoint.
@@ -266,7 +266,7 @@ def run_training(
     owns_run = mlflow_run_id is None  # else the caller opened the run and closes it
     if cfg.tracking.enabled:
         from topnas.platform import tracking
-        from topnas.platform.train.tracker import open_train_run
+        from topnas.platform.train.mlflow_logger import open_train_run
 
         uri = absolute_sqlite_uri(tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.uri))
         if owns_run:
@@ -291,7 +291,7 @@ def run_training(
                 tags = {FINAL_ITERATION_TAG: result.iteration} if status == "FINISHED" else {}
                 if status == "FINISHED" and result.checkpoint:
                     tags["topnas.checkpoint_path"] = str(result.checkpoint)
-                from topnas.platform.train.tracker import close_train_run
+                from topnas.platform.train.mlflow_logger import close_train_run
 
                 close_train_run(client, mlflow_run_id, status if owns_run else None, tags)
     return dataclasses.replace(result, mlflow_run_id=mlflow_run_id, tracking_uri=uri,

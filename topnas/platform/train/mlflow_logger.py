@@ -26,7 +26,7 @@ from topnas.platform import tracking
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from topnas.platform.train.config import TrainConfig
+    from topnas.platform.train.train_config import TrainConfig
 
 __all__ = ["FINAL_ITERATION_TAG", "LOST_TAG", "STORAGE_PATH_TAG", "RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
 

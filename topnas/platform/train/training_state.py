@@ -8,7 +8,7 @@ One checkpoint is one folder (Ray Train merges the folders written by every work
     config.yaml           the resolved TrainConfig                                         (rank 0)
     rng_rank<r>.pt        python / numpy / torch (/ CUDA) generator states of rank r        (every rank)
 
-``model.pt`` is an mmcv-style checkpoint: :func:`topnas.topformer.checkpoint.load_checkpoint` reads it.
+``model.pt`` is an mmcv-style checkpoint: :func:`topnas.topformer.weights.load_checkpoint` reads it.
 The schedule needs no state (the lr is a function of the iteration, see :mod:`.schedule`), and the
 data order and augmentations are functions of the iteration too (:mod:`.sampling`).
 """
@@ -29,7 +29,7 @@ from torch import nn
 from topnas.errors import ConfigError, TopnasError
 
 if TYPE_CHECKING:
-    from topnas.platform.train.config import TrainConfig
+    from topnas.platform.train.train_config import TrainConfig
 
 __all__ = [
     "CONFIG_FILE",

@@ -35,7 +35,7 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
     storage: null                      # sweeps folder; default <runs>/sweeps
 
 ``proxy.train`` is a partial training config (the sections of
-:class:`topnas.platform.train.config.TrainConfig`; ``model.init`` / ``model.pretrained`` start every
+:class:`topnas.platform.train.train_config.TrainConfig`; ``model.init`` / ``model.pretrained`` start every
 trial from sliced ImageNet weights); the sweep owns ``name``, the rest of ``model``,
 ``schedule.max_iters``, ``data.root`` / ``crop_size`` / ``fixture`` / ``samples_per_gpu`` /
 ``val_max_samples``, ``runtime.eval_interval`` / ``checkpoint_interval`` / ``seed``, the worker
@@ -461,7 +461,7 @@ class SweepConfig:
 
     def _check_train_keys(self) -> None:
         """``proxy.train`` may not set what the sweep sets in every trial (:meth:`_trial_settings`)."""
-        from topnas.platform.train.config import TrainConfig
+        from topnas.platform.train.train_config import TrainConfig
 
         train, sections = self.proxy.train, typing.get_type_hints(TrainConfig)
         for key, owned in self._trial_settings(None, "validate").items():
@@ -541,8 +541,8 @@ class SweepConfig:
         }
 
     def train_config(self, variant: Variant, run_name: str, *, tracking_uri: str | None = None):
-        """The proxy :class:`~topnas.platform.train.config.TrainConfig` of one trial."""
-        from topnas.platform.train.config import TrainConfig
+        """The proxy :class:`~topnas.platform.train.train_config.TrainConfig` of one trial."""
+        from topnas.platform.train.train_config import TrainConfig
 
         p = self.proxy
         raw: dict[str, Any] = copy.deepcopy(p.train)
