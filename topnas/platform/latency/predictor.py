@@ -291,7 +291,7 @@ class LatencyPredictor:
         """Fit on `samples` (:class:`~topnas.platform.latency.measurements.Sample`: variant + latency_ms).
 
         Args:
-            device: the measurement target (``records.check_single_target`` of the file).
+            device: the measurement target (``measurements.check_single_target`` of the file).
             ridge: ridge weight on column-normalised coefficients (stabilises collinear features).
             level: coverage of the prediction interval, from leave-one-out residuals.
             loo: compute leave-one-out residuals (interval + reported error); off only in tests.

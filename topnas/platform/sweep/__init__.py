@@ -10,11 +10,11 @@ constraint; optional ASHA; resumable after the driver is killed. Public API::
     print(result.table(sort_by="val_mIoU"))
     front = load_front("sweep_demo_fixture")     # DataFrame (pareto_plots column contract)
 
-Modules: ``config`` (YAML -> :class:`SweepConfig`), ``estimates`` (latency predictor, params/MACs),
+Modules: ``sweep_config`` (YAML -> :class:`SweepConfig`), ``estimates`` (latency predictor, params/MACs),
 ``searcher`` (:class:`SweepSearch`, the OptunaSearch subclass), ``trial`` (the Tune trial function),
 ``scheduler`` (ASHA for proxy trials), ``callback`` (front, tags and artifacts as trials finish),
 ``layout`` (the sweep folder: file names, :func:`resolve_sweep_dir`, ``state.json``), ``ledger``
-(``trials.jsonl``, the status rule, :func:`load_front`), ``tags`` (MLflow tag names), ``tracker`` (MLflow layout),
+(``trials.jsonl``, the status rule, :func:`load_front`), ``tags`` (MLflow tag names), ``mlflow_runs`` (MLflow parent/child runs),
 ``runner`` (:func:`run_sweep`, resume). Ray, Optuna and MLflow are imported only when a sweep runs.
 """
 from topnas.platform.objectives import OBJECTIVES, TrialStatus

@@ -5,9 +5,9 @@ Public API (what ``topnas train`` and the sweep use)::
     cfg = load_config("experiments/topformer_tiny_512x512_160k_ade20k.yaml", ["scaling.num_workers=2"])
     result = run_training(cfg, run_name=None, resume="auto", callbacks=(), parent_run_id=None)
 
-Modules: ``config`` (typed YAML config, ``_base_`` + ``--set``), ``schedule`` (poly + warm-up),
+Modules: ``train_config`` (typed YAML config, ``_base_`` + ``--set``), ``schedule`` (poly + warm-up),
 ``optim`` (AdamW, mmcv custom keys), ``loss`` (mmseg 0.19 CE), ``sampling`` (iteration-indexed data
-order), ``checkpoint`` (resumable state), ``loop`` (per-worker loop), ``tracker`` (MLflow, rank 0),
+order), ``training_state`` (resumable state), ``loop`` (per-worker loop), ``mlflow_logger`` (MLflow, rank 0),
 ``trainer`` (``TorchTrainer`` wiring).
 """
 from topnas.platform.train.train_config import TrainConfig, load_config
