@@ -399,7 +399,7 @@ def build_eval_pipeline(
     """Keep-ratio Resize -> ResizeToMultiple (skipped when ``size_divisor`` is None) -> Normalize -> ToTensor.
 
     The label is left untouched at the original size (``seg_keys=()``) but converted to int64, since
-    mIoU is computed on the original map after resizing the logits back (see ``metrics``).
+    mIoU is computed on the original map after resizing the logits back (see ``seg_metrics``).
     """
     steps: list[Callable[[Results], Results]] = [
         Resize(img_scale, ratio_range=None, keep_ratio=True, seg_keys=()),
