@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["runs_root", "default_tracking_uri", "sweeps_root"]
+__all__ = ["runs_root", "default_tracking_uri", "sweeps_root", "train_root"]
 
 
 def runs_root(override: str | os.PathLike[str] | None = None) -> Path:
@@ -26,3 +26,8 @@ def sweeps_root(storage: str | os.PathLike[str] | None = None) -> Path:
     """Where sweeps keep their folders: ``storage`` when given (a sweep YAML's ``storage``), else
     ``<run folder>/sweeps``."""
     return Path(storage) if storage else runs_root() / "sweeps"
+
+
+def train_root(storage: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``topnas train`` keeps its runs' checkpoints: ``storage`` when given, else ``<run folder>/train``."""
+    return Path(storage).absolute() if storage else runs_root() / "train"

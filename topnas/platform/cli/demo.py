@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "local MLflow store, print the Pareto front and how to open the MLflow UI, "
                                    "promote the knee variant and run its scaled-down full training.")
     p.add_argument("--out", default="runs/demo", help="demo folder: run folder + MLflow store (default runs/demo)")
-    p.add_argument("--trials", type=int, default=8, help="trained sweep trials (default 8)")
+    p.add_argument("-n", "--num-samples", "--trials", dest="trials", type=int, default=8,
+                   help="trained sweep trials, the sweep's num_samples (default 8)")
     p.add_argument("--full-iters", type=int, default=None,
                    help="iterations of the scaled-down full run (default: experiments/demo_tiny_fixture.yaml's)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")

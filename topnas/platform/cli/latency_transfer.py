@@ -147,6 +147,7 @@ def register_fit_phone(lsub: argparse._SubParsersAction) -> None:
     s.add_argument("--host", default=None, help="host predictor JSON pricing kernels absent from the phone data")
     s.add_argument("--out", required=True, help="predictor JSON to write")
     s.add_argument("--compare", default=None, help="another predictor JSON to rank-compare with")
-    s.add_argument("--n", type=int, default=500, help="default-space variants for --compare")
+    s.add_argument("-n", "--num-samples", "--n", dest="n", type=int, default=500,
+                   help="default-space variants for --compare")
     s.add_argument("--report", default=None, help="write the full report (.md: markdown, else JSON)")
     s.set_defaults(func=_fit_phone)

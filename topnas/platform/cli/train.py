@@ -30,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from pathlib import Path
 
     from topnas.platform.train.train_config import TrainConfig, load_config
     from topnas.platform.train.trainer import CONFIG_SNAPSHOT, list_runs
@@ -42,9 +41,9 @@ def _load(args: argparse.Namespace):
         return load_config(args.config, overrides)
     if not args.resume:
         raise ConfigError("config", None, "an experiment YAML file, or --resume RUN")
-    from topnas.platform.paths import runs_root
+    from topnas.platform.paths import train_root
 
-    storage = Path(args.storage).absolute() if args.storage else runs_root() / "train"
+    storage = train_root(args.storage)
     saved = storage / args.resume / CONFIG_SNAPSHOT
     if not saved.is_file():
         raise ConfigError("--resume", args.resume, list_runs(storage) or f"a run under {storage}",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from topnas.errors import ConfigError
+from topnas.fileio import atomic_path
 
 __all__ = [
     "COLUMNS",
@@ -159,15 +160,13 @@ def _upgrade_header(path: Path) -> None:
                                hint="cannot append to a file with another layout")
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    tmp = path.with_name(path.name + ".upgrade")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path, suffix=".upgrade") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
         for r in rows:
             writer.writerow({k: r.get(k, "") for k in COLUMNS})
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _drop_partial_line(path: Path) -> None:

@@ -82,9 +82,9 @@ class TrainResult:
 # ----------------------------------------------------------------------------- checks (no Ray)
 def storage_path_for(cfg: TrainConfig) -> Path:
     """``scaling.storage_path`` or ``<runs>/train``."""
-    from topnas.platform.paths import runs_root
+    from topnas.platform.paths import train_root
 
-    return Path(cfg.scaling.storage_path) if cfg.scaling.storage_path else runs_root() / "train"
+    return train_root(cfg.scaling.storage_path)
 
 
 def run_dir_for(cfg: TrainConfig, run_name: str | None = None) -> Path:
