@@ -30,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-
     from topnas.platform.train.train_config import TrainConfig, load_config
     from topnas.platform.train.trainer import CONFIG_SNAPSHOT, list_runs
 
