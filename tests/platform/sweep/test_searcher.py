@@ -158,3 +158,24 @@ def test_a_variant_is_never_launched_twice(tmp_path, test_predictor, no_macs):
     assert [t.number for t in open_study(cfg).best_trials] == [meta["optuna_trial"]]
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING and t.number not in
                 (first[META_KEY]["optuna_trial"], second[META_KEY]["optuna_trial"])]
+
+
+def test_a_trial_finished_after_the_snapshot_counts_towards_num_samples(tmp_path, test_predictor, no_macs):
+    """Tune's restored run does not know a trial that finished after its last snapshot; the ledger does.
+    The searcher stops at num_samples counting both, so a resumed sweep never trains one trial too many."""
+    from topnas.platform.sweep.ledger import TrialRecord
+
+    cfg, s = _searcher(tmp_path, test_predictor, num_samples=3)
+    s.suggest("a")
+    snapshot = tmp_path / "searcher.pkl"
+    s.save(str(snapshot))                      # Tune's periodic snapshot knows trial a only
+    late = s.suggest("b")[META_KEY]            # launched after it, finished and recorded, then the kill
+    Ledger(cfg.sweep_dir).append(TrialRecord(
+        trial_id="b", variant_id=late["variant_id"], status="completed", optuna_trial=late["optuna_trial"],
+        val_mIoU=0.3, iteration=12, latency_ms=late["latency_ms"]))
+
+    restored = SweepSearch(cfg, FakeTracker(), "pred-id")
+    restored.restore(str(snapshot))
+    third = restored.suggest("c")
+    assert isinstance(third, dict) and META_KEY in third      # a, b and c: three trials
+    assert restored.suggest("d") == Searcher.FINISHED

@@ -160,6 +160,8 @@ class SweepSearch(OptunaSearch):
         return {META_KEY: {"variant_id": variant.id, "variant": variant.to_dict(), **est.to_dict()}}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._trials_counted() >= self._cfg.num_samples:
+            return Searcher.FINISHED
         budget = self._cfg.latency.budget_ms
         for _ in range(self._cfg.latency.max_rejections):
             config = super().suggest(trial_id)
@@ -192,6 +194,14 @@ class SweepSearch(OptunaSearch):
         log.error("latency.max_rejections=%d proposals in a row were over the %s ms budget or already "
                   "evaluated; stopping the search", self._cfg.latency.max_rejections, budget)
         return Searcher.FINISHED
+
+    def _trials_counted(self) -> int:
+        """Trials that count towards ``num_samples``: recorded in the ledger (infeasible proposals
+        aside) or launched by Tune. The ledger is the truth after a kill: a trial that finished after
+        Tune's last experiment snapshot is unknown to the restored Tune run, whose own count would
+        launch one trial too many."""
+        recorded = {r.trial_id for r in Ledger(self._cfg.sweep_dir).records() if r.status != TrialStatus.INFEASIBLE}
+        return len(recorded | set(self._ot_trials))
 
     def _keep_generation(self, ot_trial: Any) -> None:
         """Give an enqueued (snapped) trial its NSGA-II generation, as the sampler's own asks get it.
