@@ -38,8 +38,9 @@ def _run(tmp_path, predictor, sampler, options, n_launch):
     pred = estimates.load_predictor(predictor)
     rng = random.Random(0)
     budget = statistics.median(pred.predict(probe.space.sample(rng)).ms for _ in range(64))
-    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, predictor, **{"latency.budget_ms": budget,
-                                                                   "sampler": {"name": sampler, "options": options}}))
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, predictor, num_samples=n_launch,
+                                           **{"latency.budget_ms": budget,
+                                              "sampler": {"name": sampler, "options": options}}))
     s = SweepSearch(cfg, FakeTracker(), "pred")
     for i in range(n_launch):
         config = s.suggest(f"t{i}")
