@@ -128,10 +128,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # callback queue when fit() returns, and a run resumed at its last checkpoint reports nothing.
     final = {k: v for k, v in {**result.metrics, **extra}.items() if v is not None}
     if "val_mIoU" not in final:  # resumed at its last checkpoint from before evaluations were checkpointed
-        history = client.get_metric_history(run_id, "val_mIoU")
-        if not history:
+        last = _last_evaluation(client, run_id)
+        if last is None:
             raise RuntimeError(f"trial {trial_id}: training ended without an evaluation (run {run_id})")
-        final["val_mIoU"] = max(history, key=lambda m: (m.step, m.timestamp)).value
+        final["val_mIoU"] = last.value
     tune.report(final)
 
 
@@ -142,10 +142,15 @@ def _recorded_result(tracker: SweepTracker, run: Any, iterations: int) -> dict[s
     done = tags.get(STATUS_TAG) in _REPLAY_STATUSES or (final is not None and int(final) >= iterations)
     if not done:
         return None
-    history = tracker.client.get_metric_history(run.info.run_id, "val_mIoU")
-    if not history:
+    last = _last_evaluation(tracker.client, run.info.run_id)
+    if last is None:
         return None
-    last = max(history, key=lambda m: (m.step, m.timestamp))
     return {"val_mIoU": last.value, "iteration": int(last.step), "replayed": True}
+
+
+def _last_evaluation(client: Any, run_id: str) -> Any:
+    """The run's latest ``val_mIoU`` metric (highest step, then newest), else None."""
+    history = client.get_metric_history(run_id, "val_mIoU")
+    return max(history, key=lambda m: (m.step, m.timestamp)) if history else None
 
 
