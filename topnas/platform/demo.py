@@ -26,10 +26,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 from topnas.errors import ConfigError
 from topnas.platform.console import LOG_DIR
+from topnas.platform.envvars import scoped_environ
 
 if TYPE_CHECKING:
     from topnas.platform.console import Console
@@ -57,20 +58,6 @@ class DemoResult:
     final_miou: float
     latency_ms: float
     elapsed_s: float
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_demo(
@@ -107,7 +94,7 @@ def run_demo(
     uri = f"sqlite:///{db}"
     sweep_yaml = experiments_dir() / DEMO_SWEEP
 
-    with _environ(TOPNAS_HOME=str(out), MLFLOW_TRACKING_URI=uri, RAY_USAGE_STATS_ENABLED="0"):
+    with scoped_environ(TOPNAS_HOME=str(out), MLFLOW_TRACKING_URI=uri, RAY_USAGE_STATS_ENABLED="0"):
         from topnas.platform.sweep import (
             load_saved_config,
             load_sweep_config,
