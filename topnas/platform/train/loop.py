@@ -41,10 +41,11 @@ from topnas.platform.train.training_state import (
     unwrap,
 )
 from topnas.platform.train.train_config import TrainConfig
-from topnas.platform.train.loss import IGNORE_INDEX, seg_cross_entropy
+from topnas.platform.train.loss import IGNORE_INDEX
 from topnas.platform.train.optim import build_optimizer
 from topnas.platform.train.sampling import IterationBatchSampler, SeededDataset
 from topnas.platform.train.schedule import apply_lr
+from topnas.platform.train.step import train_step
 
 __all__ = [
     "InjectedFault",
@@ -381,14 +382,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         lr = apply_lr(optimizer, it, sched)
         img = batch["img"].to(device, non_blocking=True)
         label = batch["gt_semantic_seg"].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = net(img)
-        loss = seg_cross_entropy(logits, label)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loss_sum += loss.detach().double()
+        loss = train_step(net, optimizer, scaler, img, label, amp=amp)
+        loss_sum += loss.double()
         loss_n += 1
         it += 1
         timed_iters += 1
