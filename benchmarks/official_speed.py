@@ -13,8 +13,8 @@ even out load drift on a shared machine, at each ``--threads`` count; TopFormer-
   ``OptimizerHook`` (zero_grad, backward, step) over one parameter group per parameter, as mmcv's
   ``DefaultOptimizerConstructor`` builds them. Ours: :func:`topnas.platform.train.step.train_step`,
   the exact step :func:`topnas.platform.train.loop.run_loop` runs, with its optimizer
-  (:func:`topnas.platform.train.optim.build_optimizer`); and the same in channels-last memory
-  (``runtime.channels_last: true``).
+  (:func:`topnas.platform.train.optim.build_optimizer`), in the default layout
+  (``runtime.channels_last: false``) and in channels-last memory (the loop's default).
 * **evaluation** (``--images`` synthetic 512x512 images). Official: ``EncoderDecoder.simple_test``
   on one image at a time under ``no_grad`` (forward, resize to the input size, resize to the original
   size, softmax, argmax, to numpy) plus ``intersect_and_union`` of mmseg's ``pre_eval`` (exec'd from the
