@@ -74,10 +74,30 @@ class _NoLoss(nn.Module):
     loss_name = "loss_ce"
 
 
-def _load_official(src: Path) -> types.SimpleNamespace:
+def _official_losses(src: Path) -> tuple:
+    """(build_loss, accuracy) from the official mmseg loss sources (CrossEntropyLoss and top-k accuracy)."""
+    utils = _exec_source(src, "mmseg/models/losses/utils.py", [], {})
+    ce = _exec_source(src, "mmseg/models/losses/cross_entropy_loss.py", [
+        ("from ..builder import LOSSES\n", ""),
+        ("from .utils import get_class_weight, weight_reduce_loss\n", ""),
+        ("@LOSSES.register_module()\n", ""),
+    ], dict(get_class_weight=utils.get_class_weight, weight_reduce_loss=utils.weight_reduce_loss))
+    accuracy = _exec_source(src, "mmseg/models/losses/accuracy.py", [], {}).accuracy
+
+    def build_loss(cfg: dict) -> nn.Module:
+        cfg = dict(cfg)
+        assert cfg.pop("type") == "CrossEntropyLoss", cfg
+        return ce.CrossEntropyLoss(**cfg)
+
+    return build_loss, accuracy
+
+
+def _load_official(src: Path, losses: bool = False) -> types.SimpleNamespace:
+    """The official backbone and head; ``losses``: the head's real decode loss and accuracy (else none)."""
     pytest.importorskip("mmcv.cnn", reason="the official code needs mmcv's ConvModule/build_norm_layer")
     pytest.importorskip("mmengine.model", reason="mmengine.model.BaseModule stands in for mmcv.runner.BaseModule")
     identity_decorator = lambda *a, **k: (lambda f: f)  # noqa: E731 - auto_fp16 / force_fp32
+    build_loss, accuracy = _official_losses(src) if losses else ((lambda cfg: _NoLoss()), None)
     wrappers = _exec_source(src, "mmseg/ops/wrappers.py", [], {})
     decode_head = _exec_source(src, "mmseg/models/decode_heads/decode_head.py", [
         ("from mmcv.runner import BaseModule, auto_fp16, force_fp32", "from mmengine.model import BaseModule"),
@@ -86,7 +106,7 @@ def _load_official(src: Path) -> types.SimpleNamespace:
         ("from ..builder import build_loss\n", ""),
         ("from ..losses import accuracy\n", ""),
     ], dict(resize=wrappers.resize, auto_fp16=identity_decorator, force_fp32=identity_decorator,
-            build_loss=lambda cfg: _NoLoss()))
+            build_loss=build_loss, accuracy=accuracy))
     simple_head = _exec_source(src, "mmseg/models/decode_heads/simple_head.py", [
         ("from mmseg.ops import resize\n", ""),
         ("from ..builder import HEADS\n", ""),
@@ -256,3 +276,24 @@ def test_syncbn_model_in_eval_matches_official_bn(official):
     x = torch.randn(1, 3, 333, 257, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         _close(ours(x), off(x), "SyncBN (ours, eval) vs BN (official, eval)")
+
+
+@pytest.mark.parametrize("label_hw", [(64, 64), (60, 44)])
+def test_loss_matches_official_decode_head_loss(label_hw):
+    """Our loss (value and gradients) vs the official head's ``losses``: mmseg's CrossEntropyLoss after
+    the x8 resize (an integer scale: our CPU fast path; 60x44: torch's resize)."""
+    from topnas.platform.train.loss import seg_cross_entropy
+
+    lib = _load_official(Path(OFFICIAL).expanduser(), losses=True)
+    head = _build_official(lib, "tiny").decode_head
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(2, 150, 8, 8, generator=g) * 3).requires_grad_()
+    labels = torch.randint(0, 150, (2, 1, *label_hw), generator=g)
+    labels[:, :, :5] = 255
+    official = head.losses(logits, labels)
+    (want,) = torch.autograd.grad(official["loss_ce"], logits)
+    ours = seg_cross_entropy(logits, labels)
+    (got,) = torch.autograd.grad(ours, logits)
+    _close(ours, official["loss_ce"], "loss")
+    _close(got, want, "loss gradient")
+    assert float(official["acc_seg"]) > 0  # the official head computed its accuracy too

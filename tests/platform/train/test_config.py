@@ -118,6 +118,7 @@ def test_with_overrides_and_variant_inline(make_config, tmp_path: Path) -> None:
     ("scaling", {"num_workers": 0}, "scaling.num_workers"),
     ("schedule", {"warmup": "cosine"}, "schedule.warmup"),
     ("runtime", {"eval_interval": True}, "runtime.eval_interval"),
+    ("runtime", {"channels_last": "maybe"}, "runtime.channels_last"),
     ("model", {"preset": "huge"}, "model.preset"),
     ("model", {"norm": "GN"}, "model.norm"),
     ("model", {"variant": {"preset": "tiny"}}, "model.variant"),  # both preset and variant

@@ -56,3 +56,26 @@ def test_inference_copy_is_channels_last_and_in_eval_mode():
     conv = next(p for p in fast.parameters() if p.dim() == 4 and p.shape[-1] > 1)
     assert not fast.training and conv.is_contiguous(memory_format=torch.channels_last)
     assert model.training and fast is not model
+
+
+def test_cpu_predictions_equal_the_official_test_path():
+    """Channels-last resize + argmax over threads == mmseg's whole_inference (two resizes, softmax, argmax)."""
+    import torch.nn.functional as F
+
+    from topnas.platform.train.loop import _predict_cpu
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 5, 8, 12, generator=g) * 3
+    orig = [(64, 96), (50, 70), (64, 96)]
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            preds = _predict_cpu(logits, orig, (64, 96))
+            for i, pred in enumerate(preds):
+                x = F.interpolate(logits[i:i + 1], size=(64, 96), mode="bilinear", align_corners=False)
+                x = F.interpolate(x, size=orig[i], mode="bilinear", align_corners=False)
+                want = F.softmax(x, dim=1).argmax(dim=1)[0]
+                assert pred.shape == orig[i] and torch.equal(pred, want)
+    finally:
+        torch.set_num_threads(threads)

@@ -38,3 +38,46 @@ def test_logits_upsampled_bilinear_to_label_size() -> None:
     assert loss.item() == pytest.approx(manual.item(), rel=1e-6)
     loss.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def _reference(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(up, labels, ignore_index=255, reduction="sum") / labels.numel()
+
+
+@pytest.mark.parametrize("logit_hw,label_hw", [((2, 2), (16, 16)), ((3, 4), (24, 32)), ((5, 7), (15, 14)),
+                                               ((4, 4), (4, 8))])
+def test_integer_scale_path_matches_interpolate_and_cross_entropy(logit_hw, label_hw) -> None:
+    # the CPU fast path (separable resize + fused cross-entropy) vs torch's ops: value and gradients
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 5, *logit_hw, generator=g) * 4).requires_grad_()
+    labels = torch.randint(0, 5, (2, *label_hw), generator=g)
+    labels[0, :2] = 255
+    labels[1, :, -1] = 255
+    upstream = 3.0  # a loss scaled after the fact: the gradient must scale too
+    ours = seg_cross_entropy(logits, labels)
+    (got,) = torch.autograd.grad(ours * upstream, logits)
+    ref = _reference(logits, labels)
+    (want,) = torch.autograd.grad(ref * upstream, logits)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert got.abs().max() > 1e-3  # not a trivial zero gradient
+
+
+def test_integer_scale_path_ignores_fully_ignored_images() -> None:
+    logits = torch.randn(2, 5, 2, 2, requires_grad=True)
+    labels = torch.full((2, 16, 16), 255)
+    labels[1, 3, 3] = 4
+    loss = seg_cross_entropy(logits, labels)
+    loss.backward()
+    torch.testing.assert_close(loss, _reference(logits.detach(), labels), rtol=1e-6, atol=1e-7)
+    assert torch.count_nonzero(logits.grad[0]) == 0 and torch.count_nonzero(logits.grad[1]) > 0
+
+
+@pytest.mark.parametrize("scale", [(8, 8), (2, 3), (1, 4)])
+def test_upsample_bilinear_int_matches_interpolate(scale) -> None:
+    from topnas.platform.train.loss import upsample_bilinear_int
+
+    x = torch.randn(2, 3, 5, 6)
+    want = F.interpolate(x, size=(5 * scale[0], 6 * scale[1]), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(upsample_bilinear_int(x, *scale), want, rtol=1e-6, atol=1e-6)

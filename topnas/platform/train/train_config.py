@@ -13,7 +13,7 @@ official TopFormer-T ADE20K 512x512 160k recipe, hustvl/TopFormer
     optimizer: {type, lr, betas, eps, weight_decay, custom_keys}        # mmcv paramwise custom_keys
     schedule:  {policy, power, min_lr, warmup, warmup_iters, warmup_ratio, max_iters}
     runtime:   {log_interval, eval_interval, checkpoint_interval, keep_checkpoints, seed, amp,
-                cudnn_benchmark, find_unused_parameters, deterministic}
+                channels_last, cudnn_benchmark, find_unused_parameters, deterministic}
     scaling:   {num_workers, use_gpu, cpus_per_worker, resources_per_worker, max_failures,
                 storage_path, report_poll_s, ray_address}
     tracking:  {enabled, uri, experiment, log_checkpoint, export_onnx}
@@ -256,6 +256,7 @@ class RuntimeConfig(Section):
     keep_checkpoints: int | None = None  # Ray CheckpointConfig(num_to_keep); None keeps all
     seed: int = 0
     amp: bool = False  # fp16 autocast + GradScaler, GPU only (official: fp32)
+    channels_last: bool = True  # channels-last training (faster on CPU, same numerics to float rounding)
     cudnn_benchmark: bool = True
     find_unused_parameters: bool = True
     deterministic: bool = False
