@@ -322,9 +322,11 @@ def _fit(cfg: SweepConfig, state: SweepState, tracker: Any, predictor_id: str, r
                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent),
                     scheduler=make_scheduler(cfg, state.reference_point), num_samples=num_samples,
                     trial_dirname_creator=_trial_dirname,
-                    # Replayed trials last milliseconds: a fresh actor per trial (imports, MLflow client)
-                    # would be nearly all of a replay sweep's time.
-                    reuse_actors=cfg.replay is not None,
+                    # One trial actor for trial after trial: a fresh one per trial costs a process
+                    # start, the imports (torch, mlflow) and a first MLflow client, seconds of every
+                    # proxy trial (benchmarks/sweep_overhead.py --breakdown) and nearly all of a
+                    # replayed one. Tune reuses an actor only once its trial's function has returned.
+                    reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(cfg.sweep_dir),

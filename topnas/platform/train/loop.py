@@ -350,9 +350,9 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         _seed(rt.seed + rank + 1000 * start_iter)
     logger = None
     if rank == 0 and job.mlflow_run_id and job.tracking_uri:
-        from topnas.platform.train.mlflow_logger import RankZeroLogger
+        from topnas.platform.train.mlflow_logger import BackgroundLogger
 
-        logger = RankZeroLogger(job.tracking_uri, job.mlflow_run_id)
+        logger = BackgroundLogger(job.tracking_uri, job.mlflow_run_id)
         dev_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
         logger.tags({"topnas.device": f"{device.type}:{dev_name}" if use_cuda else "cpu", "topnas.norm": norm,
                      "topnas.amp": str(amp).lower(),
