@@ -88,7 +88,7 @@ def main() -> None:
                              "trials: the per-trial time would not be comparable")
         cycles = [b.finished_at - a.finished_at for a, b in zip(records, records[1:])]
         per_trial = statistics.median(cycles)
-        timings = [_trial_timings(seq.sweep_dir, r.trial_id) for r in records[1:]]
+        timings = [_trial_timings(seq.sweep_dir, r.trial_id) for r in records[1:]] if args.breakdown else []
 
         # 2. the variants the sweep trained, alone: Ray Train (warm Ray, MLflow off), then the in-process loop
         import ray.train.torch  # noqa: F401 - warm like the sweep's reused trial actor: imports done
