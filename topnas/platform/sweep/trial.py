@@ -3,8 +3,9 @@
 
 Runs in a Tune trial actor, which reserves no CPU (``{"cpu": 0, "memory": 200 MiB}``:
 with the default 1 CPU per trial, two concurrent trials on two CPUs starve their own training
-workers) and which Tune reuses for the next trial once this one has returned (``reuse_actors``: no
-process start, imports or first MLflow client per trial). The actor takes the variant the searcher
+workers) and which Tune reuses for the next trial once this one has returned (``reuse_actors``
+without a rung scheduler, :func:`~.runner._reuse_actors`: no process start, imports or first MLflow
+client per trial). The actor takes the variant the searcher
 built (:func:`~.searcher.variant_of`), opens the trial's MLflow child run (the training package's
 run, nested under the sweep's parent run; the only place it is opened) and logs what is known
 before training (sampled point, predicted latency and interval, params, MACs), then runs the proxy training in that run through
