@@ -25,6 +25,8 @@ def test_queued_calls_reach_the_run_in_order_and_artifacts_survive_their_folder(
         path.write_text("{}\n")
         logger.artifact(path, "eval")
     logger.tags({"topnas.norm": "SyncBN"})  # the later value wins
+    logger.wait()  # everything so far handed over (as before a checkpoint)
+    assert client.get_run(run_id).data.tags["topnas.norm"] == "SyncBN"
     assert logger.close() is True and logger.dropped == 0
     assert logger.close() is True  # idempotent
 

@@ -422,6 +422,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
                         _log_per_class(logger, result, train_ds.class_names)
         if do_eval or do_ckpt:
             metrics = {"iteration": it, "loss": interval_loss, "lr": lr, "images_per_s": speed, **last_eval}
+            if logger is not None and do_ckpt:  # what was logged up to the checkpoint is handed over first
+                logger.wait()
             with _checkpoint_folder(do_ckpt) as folder:
                 if folder is not None:
                     save_training_state(folder, rank=rank, world_size=world, model=net, optimizer=optimizer,

@@ -329,8 +329,10 @@ class BackgroundLogger:
     A job's first MLflow call in a fresh Ray Train worker costs seconds (importing MLflow, opening the
     store); a sweep trial's worker is always fresh, so on the training thread that was a fixed cost of
     every trial. Calls are queued in order; an artifact is copied at once (its source is usually a
-    temporary folder the caller removes). :meth:`close` waits for the queue and the logger's own
-    close (its retries included) and returns what it returns.
+    temporary folder the caller removes). :meth:`wait` returns once every call so far was handed
+    over (the loop waits before reporting a checkpoint: what was logged before it is not lost with a
+    worker that dies after it); :meth:`close` waits for the queue and the logger's own close (its
+    retries included) and returns what it returns.
     """
 
     def __init__(self, tracking_uri: str, run_id: str, **options: Any) -> None:
@@ -358,6 +360,13 @@ class BackgroundLogger:
     def dropped(self) -> int:
         return self._dropped
 
+    def wait(self) -> None:
+        """Block until every call queued so far was handled (sent, or queued for retry by the logger)."""
+        handled = threading.Event()
+        self._calls.put(("handled", (handled,)))
+        while not handled.wait(1.0) and self._thread.is_alive():
+            pass
+
     def close(self, timeout_s: float | None = None) -> bool:
         if self._closed is None:
             self._calls.put(("close", (timeout_s,)))
@@ -373,6 +382,9 @@ class BackgroundLogger:
             logger = None
         while True:
             name, args = self._calls.get()
+            if name == "handled":
+                args[0].set()
+                continue
             if name == "close":
                 self._closed = logger.close(*args) if logger is not None else False
                 self._dropped += logger.dropped if logger is not None else 0
