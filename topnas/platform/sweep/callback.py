@@ -55,8 +55,8 @@ from topnas.platform.sweep.mlflow_runs import (
 )
 from topnas.platform.sweep.trial import run_name_of
 
-__all__ = ["ARTIFACTS", "LatestOnly", "RecordError", "SweepCallback", "finished_entry", "record_finished", "record_pending",
-           "refresh_front", "settle"]
+__all__ = ["ARTIFACTS", "LatestOnly", "RecordError", "SweepCallback", "finished_entry", "record_finished",
+           "record_pending", "refresh_front", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -291,8 +291,13 @@ def refresh_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / PARETO_CSV, df.to_csv(index=False))  # read while the next one is written
     title = f"{cfg.name}: {front_size} on the front of {len(df)} trials (hypervolume {hv:.4g})"
-    job = lambda: _draw_front(cfg, state, tracker, df, history, title)  # noqa: E731
-    job() if draw is None else draw(job)
+    def job() -> None:
+        _draw_front(cfg, state, tracker, df, history, title)
+
+    if draw is None:
+        job()
+    else:
+        draw(job)
     return {"hypervolume": hv, "n_finished": n_finished, "front_size": front_size, "counts": counts}
 
 
