@@ -125,9 +125,11 @@ def main() -> None:
     distinct = len({v.id for v in variants})
     print(f"{'proxy training alone (Ray Train, no MLflow)':<48}{alone_s:8.1f} s   (median of {len(alone)} variants: "
           f"{_seconds(alone)})")
-    print(f"{'proxy training in-process (no Ray)':<48}{local_s:8.1f} s")
+    if local:
+        print(f"{'proxy training in-process (no Ray)':<48}{local_s:8.1f} s")
+    vs_local = f", {per_trial / local_s:.2f}x vs in-process" if local else ""
     print(f"{'one trial inside a sweep (1 at a time)':<48}{per_trial:8.1f} s   ratio {per_trial / alone_s:.2f}x "
-          f"vs Ray Train alone, {per_trial / local_s:.2f}x vs in-process   (median of {len(cycles)} cycles: "
+          f"vs Ray Train alone{vs_local}   (median of {len(cycles)} cycles: "
           f"{_seconds(cycles)}; {args.trials} trials, {distinct} distinct variants)")
     print(f"{'  the same, sweep start-up included':<48}{with_startup:8.1f} s   (sweep time / {args.trials} trials)")
     if args.breakdown:
