@@ -130,3 +130,82 @@ def test_abandoned_children_are_closed(tmp_path, test_predictor):
     (rec,) = Ledger(cfg.sweep_dir).records()
     assert rec.trial_id == "ghost" and rec.status == "failed" and rec.reason.startswith("abandoned")
     assert rec.optuna_trial == 7 and tracker.runs["run-ghost"].info.status == "KILLED"
+
+
+def test_latest_only_runs_the_newest_waiting_job():
+    import threading
+
+    from topnas.platform.sweep.callback import LatestOnly
+
+    ran: list[str] = []
+
+    def blocking(name, started, release):
+        def job():
+            started.set()
+            release.wait(10)
+            ran.append(name)
+        return job
+
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+    drawer = LatestOnly("test")
+    drawer.submit(blocking("first", started, release))
+    assert started.wait(10)
+    for name in ("second", "third"):  # submitted while "first" runs, each superseded by the next
+        drawer.submit(lambda name=name: ran.append(name))
+    drawer.submit(lambda: (ran.append("fourth"), done.set()))
+    release.set()
+    assert done.wait(10)
+    drawer.close()
+    assert ran == ["first", "fourth"]
+
+    started, release = threading.Event(), threading.Event()
+    drawer = LatestOnly("test")
+    drawer.submit(blocking("fifth", started, release))
+    assert started.wait(10)
+    drawer.submit(lambda: ran.append("dropped"))  # still waiting when close() is called
+    closing = threading.Thread(target=drawer.close)
+    closing.start()
+    while drawer._waiting is not None:  # noqa: SLF001 - close() has dropped it
+        closing.join(0.01)
+    release.set()
+    closing.join(10)
+    assert ran == ["first", "fourth", "fifth"]
+
+
+def test_the_front_is_drawn_off_tunes_thread_and_final_at_the_end(tmp_path, test_predictor, monkeypatch):
+    """on_trial_complete returns while the plots are still being drawn; the files at the end show every trial."""
+    import threading
+
+    from topnas.platform import pareto_plots
+
+    drawing, release = threading.Event(), threading.Event()
+    real_png = pareto_plots.write_front_png
+    titles: list[str] = []
+
+    def slow_png(df, path, **kw):
+        drawing.set()
+        release.wait(30)
+        titles.append(kw["title"])
+        return real_png(df, path, **kw)
+
+    monkeypatch.setattr(pareto_plots, "write_front_png", slow_png)
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor))
+    rng = random.Random(0)
+    points = [{k: rng.choice(v) for k, v in cfg.space.parameters().items()} for _ in range(3)]
+    tracker = FakeTracker()
+    state = SweepState(cfg.name, "parent", "1", "sqlite:///x", {"val_mIoU": 0.0, "latency_ms": 500.0}, "pid")
+    cb = SweepCallback(cfg, tracker, state)
+    for i in range(3):
+        tracker.add_child(f"t{i}")
+        cb.on_trial_complete(0, [], _trial(cfg, f"t{i}", points[i], {"val_mIoU": 0.1 * (i + 1), "iteration": 12}))
+        assert drawing.wait(30)  # the first drawing is under way and blocked: Tune's thread went on
+    df = pd.read_csv(cfg.sweep_dir / "pareto" / "pareto.csv")
+    assert list(df["trial_id"]) == ["t0", "t1", "t2"]  # the CSV, tags and metrics are written at once
+    assert [s for s, _ in tracker.metrics[("parent", "hypervolume")]] == [1, 2, 3]
+    assert not tracker.artifacts  # nothing uploaded while the first drawing waits
+    release.set()
+    cb.on_experiment_end([])
+    assert "of 1 trials" in titles[0] and "of 3 trials" in titles[-1]  # the last by settle(), in this thread
+    assert not any("of 2 trials" in t for t in titles)  # superseded while it waited: never drawn
+    assert {p.rsplit("/", 1)[-1] for p in tracker.artifacts} == set(ARTIFACTS)
+    assert "of 3 trials" in (cfg.sweep_dir / "pareto" / "pareto_front.html").read_text()

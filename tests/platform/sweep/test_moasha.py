@@ -137,3 +137,21 @@ def test_pareto_show_rung(tmp_path, capsys):
     assert "stop/early_stopped" in out and out.index("tf-fast") < out.index("tf-slow_a")  # fastest first
     assert main(["pareto", "show", str(tmp_path), "--rung", "20"]) == 2
     assert "--rung: got 20; allowed: [10]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes, reuse", [
+    ({}, True),                                                                   # fifo: trials end by returning
+    ({"scheduler.name": "moasha", "proxy.eval_interval": 6}, False),              # a stopped training never returns
+    ({"scheduler.name": "asha", "proxy.eval_interval": 6}, False),
+    ({"scheduler.name": "moasha", "proxy.eval_interval": 6, "replay": {"table": "x.csv"}}, True),  # replay returns
+])
+def test_trial_actors_are_reused_unless_a_rung_scheduler_stops_trainings(tmp_path, test_predictor, changes, reuse):
+    from types import SimpleNamespace
+
+    from topnas.platform.sweep.runner import _reuse_actors
+
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **{k: v for k, v in changes.items()
+                                                                         if k != "replay"}))
+    if "replay" in changes:  # the replay section itself needs a real table; only its presence matters here
+        cfg = SimpleNamespace(replay=object(), scheduler=cfg.scheduler)
+    assert _reuse_actors(cfg) is reuse

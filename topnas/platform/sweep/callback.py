@@ -6,7 +6,11 @@ opened the run; this is the only place a trial's run is closed and its final sta
 trial to ``trials.jsonl`` and refreshes the front: ``pareto=true|false`` on every child whose
 membership changed, ``hypervolume`` and status counts on the parent (step = finished trials), and
 ``pareto.csv`` / ``pareto_front.png`` / ``pareto_front.html`` / ``hypervolume.png`` written under
-``<sweep>/pareto/`` and logged to the parent run.
+``<sweep>/pareto/`` and logged to the parent run. Drawing and uploading those files takes seconds
+and Tune waits for its callbacks before it starts the next trial, so during the sweep they are
+drawn on a background thread, from the newest front only (a front superseded before its turn is
+skipped); :func:`settle` draws them in the caller's thread, so they match the ledger at the end
+of a sweep and after ``--resume``.
 
 Nothing is lost when recording fails (say the tracking server is down): the finished trial is
 written ahead to ``pending.jsonl`` first and leaves it only once its MLflow run is closed and its
@@ -20,12 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ray.tune import Callback
 
 from topnas.errors import TopnasError
+from topnas.fileio import atomic_write_text
 from topnas.platform import pareto as P
 from topnas.platform.objectives import OBJECTIVES, TrialStatus
 from topnas.platform.sweep.sweep_config import SweepConfig
@@ -48,8 +55,8 @@ from topnas.platform.sweep.mlflow_runs import (
 )
 from topnas.platform.sweep.trial import run_name_of
 
-__all__ = ["ARTIFACTS", "RecordError", "SweepCallback", "finished_entry", "record_finished", "record_pending",
-           "refresh_front", "settle"]
+__all__ = ["ARTIFACTS", "LatestOnly", "RecordError", "SweepCallback", "finished_entry", "record_finished",
+           "record_pending", "refresh_front", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +79,13 @@ class SweepCallback(Callback):
         self.state = state
         self._pareto_tags: dict[str, bool] = {}
         self._hv_steps: set[int] | None = None
+        self._drawer: LatestOnly | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_pareto_tags": {}, "_hv_steps": None}
+        return {**self.__dict__, "_pareto_tags": {}, "_hv_steps": None, "_drawer": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_drawer": None, **state})  # a tuner.pkl written before the drawer existed
 
     # ------------------------------------------------------------------ Tune hooks
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -85,6 +96,7 @@ class SweepCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Best effort here (Tune would only log an exception); the runner settles again, strictly."""
+        self.close()
         try:
             settle(self.cfg, self.state, self.tracker, strict=False)
         except Exception:  # noqa: BLE001 - the runner's strict settle() reports it
@@ -106,11 +118,24 @@ class SweepCallback(Callback):
         self.refresh()
 
     def refresh(self) -> None:
-        """Pareto tags, hypervolume and artifacts from ``trials.jsonl`` (derived; settle() redoes it strictly)."""
+        """Pareto tags, hypervolume and artifacts from ``trials.jsonl`` (derived; settle() redoes it strictly).
+
+        Tags, metrics and ``pareto.csv`` now; the plots and the uploads on the background thread
+        (module docstring).
+        """
+        if self._drawer is None:
+            self._drawer = LatestOnly("topnas-pareto")
         try:
-            refresh_front(self.cfg, self.state, self.tracker, self._pareto_tags, self._logged_hv_steps())
+            refresh_front(self.cfg, self.state, self.tracker, self._pareto_tags, self._logged_hv_steps(),
+                          draw=self._drawer.submit)
         except Exception:  # noqa: BLE001
             log.exception("could not refresh the Pareto front")
+
+    def close(self) -> None:
+        """Wait for the drawing under way; one still waiting is dropped (settle() draws the final front)."""
+        if self._drawer is not None:
+            self._drawer.close()
+            self._drawer = None
 
     def _logged_hv_steps(self) -> set[int]:
         if self._hv_steps is None:
@@ -232,20 +257,16 @@ def _close_abandoned(cfg: SweepConfig, tracker: SweepTracker, pending: set[str])
 
 
 def refresh_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker,
-                  pareto_tags: dict[str, bool] | None = None, logged_steps: set[int] | None = None) -> dict[str, Any]:
-    """Recompute the front from the ledger; update child tags, parent metrics and artifacts.
+                  pareto_tags: dict[str, bool] | None = None, logged_steps: set[int] | None = None,
+                  draw: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
+    """Recompute the front from the ledger; update child tags, parent metrics, ``pareto.csv`` and artifacts.
 
     ``pareto_tags`` (run id -> last flag set) and ``logged_steps`` (hypervolume steps already on the
     parent) are caches the caller keeps between calls; ``None``: write every tag, read the steps
-    from the parent's metric history (a step is never logged twice).
+    from the parent's metric history (a step is never logged twice). ``draw`` runs the job that
+    draws the plots and logs the four files (e.g. :meth:`LatestOnly.submit`); ``None``: done here.
     Returns ``{"hypervolume", "n_finished", "front_size", "counts"}``.
     """
-    from topnas.platform.pareto_plots import (
-        write_front_html,
-        write_front_png,
-        write_hypervolume_png,
-    )
-
     pareto_tags = {} if pareto_tags is None else pareto_tags
     if logged_steps is None:
         logged_steps = {int(m.step) for m in tracker.client.get_metric_history(tracker.parent_run_id, "hypervolume")}
@@ -268,8 +289,28 @@ def refresh_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker,
 
     out = cfg.sweep_dir / PARETO_DIR
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / PARETO_CSV, df.to_csv(index=False))  # read while the next one is written
     title = f"{cfg.name}: {front_size} on the front of {len(df)} trials (hypervolume {hv:.4g})"
-    df.to_csv(out / PARETO_CSV, index=False)
+    def job() -> None:
+        _draw_front(cfg, state, tracker, df, history, title)
+
+    if draw is None:
+        job()
+    else:
+        draw(job)
+    return {"hypervolume": hv, "n_finished": n_finished, "front_size": front_size, "counts": counts}
+
+
+def _draw_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker, df: Any,
+                history: list[tuple[int, float]], title: str) -> None:
+    """The three plots of one front, then the four files logged to the parent run."""
+    from topnas.platform.pareto_plots import (
+        write_front_html,
+        write_front_png,
+        write_hypervolume_png,
+    )
+
+    out = cfg.sweep_dir / PARETO_DIR
     write_front_png(df, out / "pareto_front.png", title=title, latency_budget=cfg.latency.budget_ms,
                     predictor=state.predictor_label)
     write_front_html(df, out / "pareto_front.html", title=title, predictor=state.predictor_label)
@@ -278,7 +319,39 @@ def refresh_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker,
                           f"{state.reference_point['latency_ms']:.1f} ms)")
     for name in ARTIFACTS:
         tracker.log_parent_artifact(str(out / name))
-    return {"hypervolume": hv, "n_finished": n_finished, "front_size": front_size, "counts": counts}
+
+
+class LatestOnly:
+    """One background thread running the newest job submitted: a job still waiting when a newer one
+    arrives is dropped (a front superseded before it was drawn). Errors are logged, never raised."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._lock = threading.Lock()
+        self._waiting: Callable[[], None] | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            scheduled = self._waiting is not None  # a run is queued and will take the newest job
+            self._waiting = job
+            if not scheduled:
+                self._pool.submit(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            job, self._waiting = self._waiting, None
+        if job is None:  # dropped by close()
+            return
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - derived files; settle() draws them again, strictly
+            log.exception("could not draw the Pareto front")
+
+    def close(self) -> None:
+        """Wait for the job under way; the one waiting, if any, is dropped."""
+        with self._lock:
+            self._waiting = None
+        self._pool.shutdown(wait=True)
 
 
 def _error_reason(trial: Any) -> str:

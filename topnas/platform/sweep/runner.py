@@ -322,9 +322,7 @@ def _fit(cfg: SweepConfig, state: SweepState, tracker: Any, predictor_id: str, r
                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent),
                     scheduler=make_scheduler(cfg, state.reference_point), num_samples=num_samples,
                     trial_dirname_creator=_trial_dirname,
-                    # Replayed trials last milliseconds: a fresh actor per trial (imports, MLflow client)
-                    # would be nearly all of a replay sweep's time.
-                    reuse_actors=cfg.replay is not None,
+                    reuse_actors=_reuse_actors(cfg),
                 ),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(cfg.sweep_dir),
@@ -333,6 +331,17 @@ def _fit(cfg: SweepConfig, state: SweepState, tracker: Any, predictor_id: str, r
                 ),
             )
         tuner.fit()
+
+
+def _reuse_actors(cfg: SweepConfig) -> bool:
+    """Whether one Tune actor runs trial after trial (no process start, imports or first MLflow client each).
+
+    A fresh actor per trial costs seconds of every proxy trial (benchmarks/sweep_overhead.py
+    --breakdown) and nearly all of a replayed one. Not with a rung scheduler when trials train:
+    Tune hands a stopped trial's actor to the next trial only if the stopped function returns
+    within seconds (else it fails the NEXT trial), and a stopped trial's training does not return.
+    """
+    return cfg.replay is not None or cfg.scheduler.name == "fifo"
 
 
 def _trial_dirname(trial: Any) -> str:

@@ -1,15 +1,19 @@
 """The Ray Tune trial function: one proxy training job of one variant (Ray Train V2 runs a
 ``TorchTrainer`` inside a Tune trial's function, not as a ``Tuner`` trainable).
 
-Runs in the trial's own Tune actor, which reserves no CPU (``{"cpu": 0, "memory": 200 MiB}``:
+Runs in a Tune trial actor, which reserves no CPU (``{"cpu": 0, "memory": 200 MiB}``:
 with the default 1 CPU per trial, two concurrent trials on two CPUs starve their own training
-workers). The actor takes the variant the searcher built (:func:`~.searcher.variant_of`), opens the
-trial's MLflow child run (the training package's run, nested under the sweep's parent run; the only
-place it is opened) and logs what is known before training (sampled point, predicted latency and
-interval, params, MACs), then runs the proxy training in that run through
+workers) and which Tune reuses for the next trial once this one has returned (``reuse_actors``
+without a rung scheduler, :func:`~.runner._reuse_actors`: no process start, imports or first MLflow
+client per trial). The actor takes the variant the searcher
+built (:func:`~.searcher.variant_of`), opens the trial's MLflow child run (the training package's
+run, nested under the sweep's parent run; the only place it is opened) and logs what is known
+before training (sampled point, predicted latency and interval, params, MACs), then runs the proxy training in that run through
 :func:`topnas.platform.train.run_training` with a :class:`SweepReportCallback`, so every evaluation
 of world-rank 0 reaches Tune (ASHA, the searcher) with the latency beside the mIoU. The driver's
-callback closes the run with the trial's status (:mod:`.callback`).
+callback closes the run with the trial's status (:mod:`.callback`). The final report also carries
+where the trial's time went (``TIMING_KEYS``: before training, in :func:`run_training`), which
+``benchmarks/sweep_overhead.py --breakdown`` reads from Tune's ``result.json``.
 
 Resume: the Train run is named ``<trial id>-<variant id>`` under ``<sweep>/train``, so a trial
 Tune restarts continues its own checkpoints and MLflow run. A trial whose run already finished
@@ -19,6 +23,7 @@ evaluation is reported back to Tune instead.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -36,11 +41,12 @@ from topnas.platform.sweep.mlflow_runs import (
     child_tags,
 )
 
-__all__ = ["SweepReportCallback", "TrialContext", "run_name_of", "run_trial"]
+__all__ = ["TIMING_KEYS", "SweepReportCallback", "TrialContext", "run_name_of", "run_trial"]
 
 log = logging.getLogger(__name__)
 
 _REPLAY_STATUSES = (TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED)
+TIMING_KEYS = ("setup_s", "train_s")  # seconds: trial start -> run_training (MLflow run, estimates); run_training
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     rung scheduler, an error). A trial the scheduler stopped is torn down by Tune; whatever its
     training raises then is not recorded.
     """
+    t_start = time.perf_counter()
     from ray import tune
 
     from topnas.platform.train import run_training
@@ -122,11 +129,13 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         tracking.log_params_batched(client, run_id, child_params(point, variant, meta, ctx.predictor_id,
                                                                      ctx.predictor_provenance))
         tracker.log_metrics(run_id, child_metrics(meta, estimates.complexity_of(variant)), step=0)
+    t_train = time.perf_counter()
     result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
                           tracking_uri=ctx.tracking_uri, mlflow_run_id=run_id)
     # The final evaluation once more, from the trial itself: Train's last report may still sit in the
     # callback queue when fit() returns, and a run resumed at its last checkpoint reports nothing.
     final = {k: v for k, v in {**result.metrics, **extra}.items() if v is not None}
+    final.update(zip(TIMING_KEYS, (t_train - t_start, time.perf_counter() - t_train)))
     if "val_mIoU" not in final:  # resumed at its last checkpoint from before evaluations were checkpointed
         last = _last_evaluation(client, run_id)
         if last is None:

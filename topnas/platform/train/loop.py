@@ -377,9 +377,9 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         _seed(rt.seed + rank + 1000 * start_iter)
     logger = None
     if rank == 0 and job.mlflow_run_id and job.tracking_uri:
-        from topnas.platform.train.mlflow_logger import RankZeroLogger
+        from topnas.platform.train.mlflow_logger import BackgroundLogger
 
-        logger = RankZeroLogger(job.tracking_uri, job.mlflow_run_id)
+        logger = BackgroundLogger(job.tracking_uri, job.mlflow_run_id)
         dev_name = torch.cuda.get_device_name(device) if use_cuda else "cpu"
         logger.tags({"topnas.device": f"{device.type}:{dev_name}" if use_cuda else "cpu", "topnas.norm": norm,
                      "topnas.amp": str(amp).lower(),
@@ -445,6 +445,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
                         _log_per_class(logger, result, train_ds.class_names)
         if do_eval or do_ckpt:
             metrics = {"iteration": it, "loss": interval_loss, "lr": lr, "images_per_s": speed, **last_eval}
+            if logger is not None and do_ckpt:  # what was logged up to the checkpoint is handed over first
+                logger.wait()
             with _checkpoint_folder(do_ckpt) as folder:
                 if folder is not None:
                     save_training_state(folder, rank=rank, world_size=world, model=net, optimizer=optimizer,

@@ -4,7 +4,9 @@
   (through :func:`topnas.platform.tracking.start_or_resume_run`) or creates it - under the sweep's
   parent run when one is given - and logs the flattened config as params, the tags and the config YAML.
 * World-rank 0 (:class:`RankZeroLogger`) logs loss / lr / images per second per log interval,
-  ``val_mIoU`` / ``val_mAcc`` / ``val_aAcc`` per evaluation, then the final checkpoint and ONNX.
+  ``val_mIoU`` / ``val_mAcc`` / ``val_aAcc`` per evaluation, then the final checkpoint and ONNX;
+  the training loop drives it through :class:`BackgroundLogger`, on a thread of its own, so that
+  importing MLflow, opening its store and every send overlap training instead of delaying it.
   Other ranks never touch MLflow (mlflow#5817). A resumed job logs into the same run; iterations
   re-run after a failure are not logged again (the first value of a step stays). A tracking server
   outage queues the values and retries with backoff; anything dropped is tagged on the run.
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
 
     from topnas.platform.train.train_config import TrainConfig
 
-__all__ = ["FINAL_ITERATION_TAG", "LOST_TAG", "STORAGE_PATH_TAG", "RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
+__all__ = ["BackgroundLogger", "FINAL_ITERATION_TAG", "LOST_TAG", "STORAGE_PATH_TAG", "RankZeroLogger", "TRAIN_RUN_TAG", "close_train_run", "open_train_run", "run_tags"]
 
 log = logging.getLogger(__name__)
 
@@ -308,3 +312,75 @@ class RankZeroLogger:
         dest = folder / src.name
         shutil.copy2(src, dest)
         return dest
+
+
+class BackgroundLogger:
+    """A :class:`RankZeroLogger` made and driven on a thread of its own; same calls, none of them waits.
+
+    A job's first MLflow call in a fresh Ray Train worker costs seconds (importing MLflow, opening the
+    store); a sweep trial's worker is always fresh, so on the training thread that was a fixed cost of
+    every trial. Calls are queued in order; an artifact is copied at once (its source is usually a
+    temporary folder the caller removes). :meth:`wait` returns once every call so far was handed
+    over (the loop waits before reporting a checkpoint: what was logged before it is not lost with a
+    worker that dies after it); :meth:`close` waits for the queue and the logger's own close (its
+    retries included) and returns what it returns.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str, **options: Any) -> None:
+        self.run_id = run_id
+        self._calls: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._copies = Path(tempfile.mkdtemp(prefix="topnas_mlflow_queue_"))
+        self._closed: bool | None = None
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._serve, args=(tracking_uri, run_id, options),
+                                        name="topnas-mlflow", daemon=True)
+        self._thread.start()
+
+    def metrics(self, values: Mapping[str, float], step: int) -> None:
+        self._calls.put(("metrics", (dict(values), int(step))))
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        self._calls.put(("tags", (dict(values),)))
+
+    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        dest = Path(tempfile.mkdtemp(dir=self._copies)) / Path(path).name
+        shutil.copy2(path, dest)
+        self._calls.put(("artifact", (dest, artifact_path)))
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def wait(self) -> None:
+        """Block until every call queued so far was handled (sent, or queued for retry by the logger)."""
+        handled = threading.Event()
+        self._calls.put(("handled", (handled,)))
+        while not handled.wait(1.0) and self._thread.is_alive():
+            pass
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        if self._closed is None:
+            self._calls.put(("close", (timeout_s,)))
+            self._thread.join()
+            shutil.rmtree(self._copies, ignore_errors=True)
+        return bool(self._closed)
+
+    def _serve(self, tracking_uri: str, run_id: str, options: Mapping[str, Any]) -> None:
+        try:
+            logger: RankZeroLogger | None = RankZeroLogger(tracking_uri, run_id, **options)
+        except Exception as exc:  # noqa: BLE001 - tracking must not kill the training job
+            log.warning("MLflow logging for run %s is off: %s", run_id, str(exc).splitlines()[0][:200])
+            logger = None
+        while True:
+            name, args = self._calls.get()
+            if name == "handled":
+                args[0].set()
+                continue
+            if name == "close":
+                self._closed = logger.close(*args) if logger is not None else False
+                self._dropped += logger.dropped if logger is not None else 0
+                return
+            if logger is None:
+                self._dropped += 1
+                continue
+            getattr(logger, name)(*args)  # never raises
