@@ -8,8 +8,9 @@ becomes the run folder, ``TOPNAS_HOME``, and holds the local MLflow store ``mlfl
    per trial) on an embedded Ray, its parent/child runs and Pareto artifacts in the local store;
 3. the Pareto table, and the command that opens the MLflow UI on that store;
 4. ``promote --knee --scale-down``: the knee variant's 160k ADE20K YAML, its registry version
-   (alias ``challenger``), then its scaled-down full training (same recipe, fixture-sized: dataset,
-   crop, workers and iterations of ``experiments/demo_tiny_fixture.yaml``), finalized with its final
+   (alias ``challenger``), then its scaled-down full training (same recipe, fixture-sized: crop,
+   workers and iterations of ``experiments/demo_tiny_fixture.yaml`` on the sweep's own fixture,
+   ``experiments/demo_promoted_fixture.yaml``), finalized with its final
    mIoU and the predicted latency of its ONNX export; ``accept`` then sets alias ``champion``.
 
 Re-running reuses a finished sweep (and resumes an interrupted one); ``--fresh`` starts over.
@@ -39,7 +40,7 @@ from topnas.platform.objectives import TrialStatus
 __all__ = ["DEMO_SWEEP", "DemoResult", "run_demo"]
 
 DEMO_SWEEP = "sweep_demo_fixture.yaml"
-FULL_FIXTURE = "demo_tiny_fixture.yaml"
+FULL_FIXTURE = "demo_promoted_fixture.yaml"  # the sweep's fixture, the tiny recipe
 MARKER = ".topnas-demo"
 
 
