@@ -161,6 +161,8 @@ def run_demo(
         echo(f"   final mIoU {fin.final_miou:.4f} (proxy {fin.promoted['proxy_mIoU']:.4f}); ONNX export predicted "
              f"{fin.latency_ms:.2f} ms [{fin.latency_lo:.2f}, {fin.latency_hi:.2f}]; {promo.model_name} "
              f"v{fin.version} = challenger")
+        echo("   (the scaled-down run keeps the official 160k recipe's learning rate over a few hundred iterations:"
+             " it checks the promotion pipeline; its mIoU is not comparable with the proxy's)")
         decision = P.accept(fin.run_id, tracking_uri=uri, model_name=promo.model_name)
         echo(f"   accept: {decision.reason}")
     elapsed = time.perf_counter() - t0
