@@ -150,15 +150,15 @@ def _git_commit() -> str:
 
 def _ensure_fixture(cfg: Any, work: Path) -> str:
     """The dataset folder: the proxy's fixture generated under ``work`` (byte-identical for its seed)."""
-    from topnas.platform.data import DATASET_DIRNAME, write_fixture
+    from topnas.platform.data import DATASET_DIRNAME
+    from topnas.platform.train.train_config import FixtureSpec
 
     spec = dict(cfg.proxy.fixture or {})
     if not spec:
         return cfg.proxy.dataset
     out = work / "fixture"
     if not (out / DATASET_DIRNAME / "images").is_dir():
-        write_fixture(out, num_classes=spec.get("classes", 5), train=spec.get("train", 16), val=spec.get("val", 4),
-                      size=tuple(spec.get("size", (128, 160))), seed=spec.get("seed", 0), overwrite=True)
+        FixtureSpec.from_dict(spec, "proxy.fixture").write(out, overwrite=True)
     return str(out)
 
 

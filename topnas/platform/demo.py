@@ -197,7 +197,8 @@ def _step(echo: Callable[[str], None], n: int, text: str) -> None:
 
 
 def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
-    from topnas.platform.data import DATASET_DIRNAME, write_fixture
+    from topnas.platform.data import DATASET_DIRNAME
+    from topnas.platform.train.train_config import FixtureSpec
 
     spec = dict(cfg.proxy.fixture or {})
     root = Path(cfg.proxy.dataset)
@@ -208,8 +209,7 @@ def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
     if not spec:
         raise ConfigError("proxy.dataset", str(root), "an existing dataset or a proxy.fixture spec")
     out = root.parent if root.name == DATASET_DIRNAME else root
-    write_fixture(out, num_classes=spec.get("classes", 5), train=spec.get("train", 16), val=spec.get("val", 4),
-                  size=tuple(spec.get("size", (128, 160))), seed=spec.get("seed", 0))
+    FixtureSpec.from_dict(spec, "proxy.fixture").write(out)
     echo(f"   wrote {target}")
 
 

@@ -1,6 +1,7 @@
 """Fixture generator and `topnas data` CLI: layout, real JPEG/PNG, label range, determinism."""
 from __future__ import annotations
 
+import colorsys
 import json
 from pathlib import Path
 
@@ -44,6 +45,38 @@ def test_classes_appear_and_other_is_used() -> None:
     assert seen == set(range(0, 7))  # every object class, background and some "other" (0) pixels
 
 
+def _object_hues(num_classes: int, colours: int | None, n: int = 30) -> list[tuple[int, float]]:
+    """(class, hue of the mean colour of its pixels) for every object class in ``n`` rendered samples."""
+    out = []
+    for i in range(n):
+        rgb, label = render_sample(num_classes, (48, 64), np.random.default_rng([0, 0, i]), colours)
+        for c in np.unique(label):
+            if c >= 2:
+                mean = rgb[label == c].astype(np.float64).mean(axis=0) / 255.0
+                out.append((int(c), colorsys.rgb_to_hsv(*mean)[0]))
+    return out
+
+
+def _hue_gap(a: float, b: float) -> float:
+    return min(abs(a - b), 1.0 - abs(a - b))
+
+
+def test_colours_k_makes_colour_say_nothing_about_the_class() -> None:
+    own = _object_hues(6, None)
+    by_class: dict[int, list[float]] = {}
+    for c, h in own:
+        by_class.setdefault(c, []).append(h)
+    assert sorted(by_class) == [2, 3, 4, 5, 6]
+    assert all(_hue_gap(h, hs[0]) < 0.02 for hs in by_class.values() for h in hs)  # one hue per class
+    firsts = [hs[0] for hs in by_class.values()]
+    assert min(_hue_gap(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:]) > 0.05  # distinct hues
+
+    shared = _object_hues(6, 2)
+    assert all(min(_hue_gap(h, 0.0), _hue_gap(h, 0.5)) < 0.02 for _, h in shared)  # only the 2 palette hues
+    both = {c for c in range(2, 7) if {round(h * 2) % 2 for k, h in shared if k == c} == {0, 1}}
+    assert len(both) >= 4  # nearly every class shows up in both hues
+
+
 def test_deterministic_per_seed(tmp_path: Path) -> None:
     a = write_fixture(tmp_path / "a", num_classes=4, train=3, val=2, size=(32, 40), seed=5)
     b = write_fixture(tmp_path / "b", num_classes=4, train=3, val=2, size=(32, 40), seed=5)
@@ -70,6 +103,19 @@ def test_refuses_overwrite_and_bad_args(tmp_path: Path) -> None:
         write_fixture(tmp_path / "x", num_classes=1)
     with pytest.raises(ConfigError, match="size"):
         write_fixture(tmp_path / "x", size=(8, 300))
+    with pytest.raises(ConfigError, match="colours"):
+        write_fixture(tmp_path / "x", colours=0)
+
+
+def test_fixture_spec_checks_colours_and_writes_them(tmp_path: Path) -> None:
+    from topnas.platform.train.train_config import FixtureSpec
+
+    with pytest.raises(ConfigError) as err:
+        FixtureSpec.from_dict({"colours": 0}, "proxy.fixture")
+    assert err.value.field == "proxy.fixture.colours"
+    root = FixtureSpec.from_dict({"classes": 4, "train": 2, "val": 1, "size": [32, 40], "colours": 3}).write(tmp_path)
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["colours"] == 3 and meta["splits"] == {"training": 2, "validation": 1}
 
 
 def test_cli_fixture_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,3 +131,9 @@ def test_cli_fixture_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (out / ADE / "annotations" / "training" / "ADE_train_00000001.png").unlink()
     assert main(["data", "check", "--root", str(out), "--quick"]) == 2
     assert "ADE_train_00000001" in capsys.readouterr().err
+
+
+def test_cli_fixture_colours(tmp_path: Path) -> None:
+    assert main(["data", "fixture", "--out", str(tmp_path), "--classes", "3", "--train", "1", "--val", "1",
+                 "--size", "32", "40", "--colours", "2"]) == 0
+    assert json.loads((tmp_path / ADE / "dataset.json").read_text())["colours"] == 2

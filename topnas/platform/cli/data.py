@@ -18,6 +18,9 @@ def register(subparsers: Any) -> None:
     fx.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(128, 160),
                     help="image size (default 128 160)")
     fx.add_argument("--seed", type=int, default=0)
+    fx.add_argument("--colours", type=int, default=None, metavar="K",
+                    help="colour every object from K hues at random, so only texture and shape tell the classes "
+                         "apart (default: each class its own colour)")
     fx.add_argument("--force", action="store_true", help="replace a fixture written there before")
     fx.set_defaults(func=_fixture)
 
@@ -43,7 +46,8 @@ def _fixture(args: argparse.Namespace) -> int:
     from topnas.platform.data.fixture import write_fixture
 
     root = write_fixture(args.out, num_classes=args.classes, train=args.train, val=args.val,
-                         size=tuple(args.size), seed=args.seed, overwrite=args.force)
+                         size=tuple(args.size), seed=args.seed, overwrite=args.force,
+                         colours=args.colours)
     print(f"wrote {args.train} train + {args.val} val images, {args.classes} classes: {root}")
     return 0
 

@@ -60,7 +60,7 @@ METADATA_TXT = "classes.txt"
 _METADATA_KEYS = (
     "num_classes", "classes", "reduce_zero_label",
     # descriptive keys (written by the fixture generator, ignored by the reader)
-    "name", "description", "format", "seed", "splits", "image_size", "generator",
+    "name", "description", "format", "seed", "splits", "image_size", "generator", "colours",
 )
 
 # mmseg 0.19 ADE20KDataset.CLASSES, verbatim (including the trailing space in 'bed ').

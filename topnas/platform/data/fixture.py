@@ -5,6 +5,9 @@ checker, dots, noise at a class-specific period), drawn at random size and place
 background class; some images also hold an "other" patch labelled 0 (ignored after
 ``reduce_zero_label``), exactly as in ADE20K. Colour + texture make classes separable by a small
 CNN in a few hundred CPU iterations; shape gives the context a segmentation head can use.
+``colours=k`` makes the task harder: every object takes one of ``k`` hues at random, so colour says
+nothing about the class and a network must tell classes apart by texture, period and shape (two
+classes share the noise texture and differ only in shape).
 
 Every image comes from its own generator seeded by (seed, split, index): output is byte-identical
 for a seed and the first N images do not depend on how many are generated.
@@ -97,10 +100,19 @@ def _shape_mask(shape: str, hw: tuple[int, int], rng: np.random.Generator) -> np
     return np.all(s >= 0, axis=0) | np.all(s <= 0, axis=0)
 
 
+def _palette_colour(k: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """One of ``k`` evenly spaced hues, drawn at random (``colours=k``: colour carries no class)."""
+    hue = int(rng.integers(0, k)) / k
+    return colorsys.hsv_to_rgb(hue, 0.75, 0.85)
+
+
 def render_sample(
-    num_classes: int, hw: tuple[int, int], rng: np.random.Generator
+    num_classes: int, hw: tuple[int, int], rng: np.random.Generator, colours: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One (RGB uint8 HxWx3, raw label uint8 HxW) pair: labels 0 (other), 1 (background), 2..K objects."""
+    """One (RGB uint8 HxWx3, raw label uint8 HxW) pair: labels 0 (other), 1 (background), 2..K objects.
+
+    ``colours``: None, each class has its own colour; ``k``, each object one of ``k`` hues at random.
+    """
     h, w = hw
     # background (raw 1): muted olive with fine noise and a gentle gradient
     grad = np.linspace(0.9, 1.1, w, dtype=np.float32)[None, :, None]
@@ -115,6 +127,8 @@ def render_sample(
         for _ in range(int(rng.integers(1, 5))):
             raw = int(rng.integers(2, num_classes + 1))
             shape, texture, colour, period = _object_style(raw)
+            if colours is not None:
+                colour = _palette_colour(colours, rng)
             mask = _shape_mask(shape, hw, rng)
             pattern = _texture(texture, period, hw, rng)
             look = np.asarray(colour, np.float32) * (0.45 + 0.55 * pattern[..., None])
@@ -125,8 +139,12 @@ def render_sample(
     return rgb, label
 
 
-def _check_args(num_classes: int, train: int, val: int, size: Sequence[int]) -> tuple[int, int]:
-    for name, value, lo in (("classes", num_classes, 2), ("train", train, 1), ("val", val, 1)):
+def _check_args(num_classes: int, train: int, val: int, size: Sequence[int], colours: int | None = None
+                ) -> tuple[int, int]:
+    checks = [("classes", num_classes, 2), ("train", train, 1), ("val", val, 1)]
+    if colours is not None:
+        checks.append(("colours", colours, 1))
+    for name, value, lo in checks:
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise ConfigError(name, value, f"an integer >= {lo}")
     if num_classes > MAX_CLASSES:
@@ -164,15 +182,17 @@ def write_fixture(
     size: Sequence[int] = (128, 160),
     seed: int = 0,
     overwrite: bool = False,
+    colours: int | None = None,
 ) -> Path:
     """Write ``out/ADEChallengeData2016/{images,annotations}/{training,validation}`` + ``dataset.json``.
 
     ``num_classes`` counts training classes (background included), i.e. raw labels 1..K. Returns the
     ``ADEChallengeData2016`` folder. ``overwrite`` replaces an earlier fixture (never other data).
+    ``colours``: None, every class its own colour; ``k``, objects coloured from ``k`` hues at random.
     """
     from PIL import Image
 
-    hw = _check_args(num_classes, train, val, size)
+    hw = _check_args(num_classes, train, val, size, colours)
     root = _prepare_root(Path(out).expanduser(), overwrite)
     counts = {"training": train, "validation": val}
     total, done = train + val, 0
@@ -185,7 +205,7 @@ def write_fixture(
         seg_dir.mkdir(parents=True, exist_ok=True)
         for i in range(1, counts[split] + 1):
             rng = np.random.default_rng([seed, code, i])
-            rgb, label = render_sample(num_classes, hw, rng)
+            rgb, label = render_sample(num_classes, hw, rng, colours)
             stem = f"{prefix}_{i:08d}"
             Image.fromarray(rgb).save(img_dir / f"{stem}.jpg", format="JPEG", quality=95)
             Image.fromarray(label).save(seg_dir / f"{stem}.png", format="PNG")
@@ -200,6 +220,7 @@ def write_fixture(
         "classes": fixture_class_names(num_classes),
         "reduce_zero_label": True,
         "seed": seed,
+        "colours": colours,
         "splits": counts,
         "image_size": list(hw),
     }

@@ -147,6 +147,18 @@ class FixtureSpec(Section):
     val: int = 8
     size: tuple[int, int] = (128, 160)
     seed: int = 0
+    colours: int | None = None  # None: every class its own colour; k: objects drawn from k hues (harder)
+
+    def __post_init__(self) -> None:
+        if self.colours is not None and self.colours < 1:
+            raise ConfigError("colours", self.colours, "null (each class its own colour) or an integer >= 1")
+
+    def write(self, out: str | Path, overwrite: bool = False) -> Path:
+        """Write this fixture under ``out`` (see :func:`topnas.platform.data.write_fixture`)."""
+        from topnas.platform.data import write_fixture
+
+        return write_fixture(out, num_classes=self.classes, train=self.train, val=self.val, size=tuple(self.size),
+                             seed=self.seed, overwrite=overwrite, colours=self.colours)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def prepare_fixture(cfg: TrainConfig) -> Path | None:
     spec = cfg.data.fixture
     if spec is None:
         return None
-    from topnas.platform.data import DATASET_DIRNAME, write_fixture
+    from topnas.platform.data import DATASET_DIRNAME
 
     root = Path(cfg.data.root)
     target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
@@ -115,8 +115,7 @@ def prepare_fixture(cfg: TrainConfig) -> Path | None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "images").is_dir():
             out = root.parent if root.name == DATASET_DIRNAME else root
-            write_fixture(out, num_classes=spec.classes, train=spec.train, val=spec.val,
-                          size=tuple(spec.size), seed=spec.seed)
+            spec.write(out)
             log.info("wrote fixture dataset %s", target)
     return target
 
