@@ -148,6 +148,12 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (a table's meta must read on any clone)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _ensure_fixture(cfg: Any, work: Path) -> str:
     """The dataset folder: the proxy's fixture generated under ``work`` (byte-identical for its seed)."""
     from topnas.platform.data import DATASET_DIRNAME
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     noisy = noise_variants(variants, latency, args.noise_variants)
     seeds = [cfg.seed + k for k in range(args.seeds)]
 
-    meta = {"space": space.name, "num_classes": space.num_classes, "sweep_yaml": str(Path(args.sweep)),
+    meta = {"space": space.name, "num_classes": space.num_classes, "sweep_yaml": _repo_relative(Path(args.sweep)),
             "iterations": args.iterations, "eval_interval": every,
             "rungs": list(range(every, args.iterations + 1, every)), "seed": cfg.seed, "seeds": seeds,
             "noise_variants": [v.id for v in noisy], "variants": [v.id for v in variants],
