@@ -66,7 +66,8 @@ def test_ui_serves_mlflow_and_dashboard_and_ctrl_c_stops_both(tmp_path):
     runs = tmp_path / "runs"
     _sweep(runs, "s_ui")
     port, dport = free_port(), free_port()
-    env = dict(os.environ, TOPNAS_HOME=str(runs), PYTHONPATH=str(ROOT))
+    # PYTHONFAULTHANDLER: if Ctrl-C does not end it, SIGABRT makes it print every thread's stack
+    env = dict(os.environ, TOPNAS_HOME=str(runs), PYTHONPATH=str(ROOT), PYTHONFAULTHANDLER="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([sys.executable, "-m", "topnas", "ui", "s_ui", "--port", str(port),
                              "--dashboard-port", str(dport)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -104,7 +105,14 @@ def test_ui_serves_mlflow_and_dashboard_and_ctrl_c_stops_both(tmp_path):
             assert "optuna-dashboard: not installed" in text
 
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends
-        assert proc.wait(timeout=60) == 0
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            left = {pid: _alive(pid) for pid in children}
+            os.kill(proc.pid, signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"`topnas ui` still ran 60 s after Ctrl-C (servers alive: {left}); its stacks:\n{err[-6000:]}")
+        assert rc == 0
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(pid) for pid in children):
             time.sleep(0.2)
