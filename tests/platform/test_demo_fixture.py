@@ -1,13 +1,15 @@
-"""The demo writes its sweep's fixture from ``proxy.fixture`` once, with the spec's settings."""
+"""The demo and the trainer write a fixture from its spec once (FixtureSpec.ensure), with the spec's settings."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
 
 from topnas.errors import ConfigError
 from topnas.platform.demo import _write_fixture
+from topnas.platform.train.train_config import FixtureSpec
 
 
 def _cfg(dataset, fixture):
@@ -34,3 +36,19 @@ def test_demo_fixture_spec_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError) as err:
         _write_fixture(_cfg(tmp_path / "none", None), lambda _: None)
     assert err.value.field == "proxy.dataset"
+
+
+def test_an_existing_dataset_without_a_spec_is_used_as_it_is(tmp_path):
+    said: list[str] = []
+    root = FixtureSpec(classes=3, train=1, val=1, size=(32, 40)).write(tmp_path / "data")
+    _write_fixture(_cfg(tmp_path / "data", None), said.append)
+    assert said == [f"   present: {root}"]
+
+
+def test_trials_sharing_a_root_write_the_fixture_once(tmp_path):
+    spec = FixtureSpec(classes=3, train=2, val=1, size=(32, 40))
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: spec.ensure(tmp_path / "shared"), range(4)))
+    assert [written for _, written in results].count(True) == 1
+    assert {target for target, _ in results} == {tmp_path / "shared" / "ADEChallengeData2016"}
+    assert len(list((tmp_path / "shared" / "ADEChallengeData2016" / "images" / "training").iterdir())) == 2

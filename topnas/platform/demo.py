@@ -200,17 +200,15 @@ def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
     from topnas.platform.data import DATASET_DIRNAME
     from topnas.platform.train.train_config import FixtureSpec
 
-    spec = dict(cfg.proxy.fixture or {})
     root = Path(cfg.proxy.dataset)
-    target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
-    if (target / "images").is_dir():
+    if not cfg.proxy.fixture:
+        target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
+        if not (target / "images").is_dir():
+            raise ConfigError("proxy.dataset", str(root), "an existing dataset or a proxy.fixture spec")
         echo(f"   present: {target}")
         return
-    if not spec:
-        raise ConfigError("proxy.dataset", str(root), "an existing dataset or a proxy.fixture spec")
-    out = root.parent if root.name == DATASET_DIRNAME else root
-    FixtureSpec.from_dict(spec, "proxy.fixture").write(out)
-    echo(f"   wrote {target}")
+    target, written = FixtureSpec.from_dict(cfg.proxy.fixture, "proxy.fixture").ensure(root)
+    echo(f"   {'wrote' if written else 'present:'} {target}")
 
 
 def _sweep_dir_of(sweep_yaml: Path) -> Path:

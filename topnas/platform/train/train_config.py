@@ -160,6 +160,24 @@ class FixtureSpec(Section):
         return write_fixture(out, num_classes=self.classes, train=self.train, val=self.val, size=tuple(self.size),
                              seed=self.seed, overwrite=overwrite, colours=self.colours)
 
+    def ensure(self, root: str | Path) -> tuple[Path, bool]:
+        """``(ADEChallengeData2016 folder, written now)``: the fixture at dataset root ``root`` (the folder
+        holding ``ADEChallengeData2016``, or that folder), written unless present. Processes that share
+        one root (a sweep's trials) take a lock file beside it, so exactly one writes."""
+        import fcntl
+
+        from topnas.platform.data import DATASET_DIRNAME
+
+        root = Path(root)
+        target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root.parent / f".{root.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (target / "images").is_dir():
+                return target, False
+            self.write(target.parent)
+            return target, True
+
 
 @dataclass(frozen=True)
 class DataConfig(Section):

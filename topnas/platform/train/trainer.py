@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -103,20 +102,11 @@ def list_runs(storage_path: str | os.PathLike[str]) -> list[str]:
 
 def prepare_fixture(cfg: TrainConfig) -> Path | None:
     """Write the synthetic fixture at ``data.root`` when ``data.fixture`` asks for it and it is absent."""
-    spec = cfg.data.fixture
-    if spec is None:
+    if cfg.data.fixture is None:
         return None
-    from topnas.platform.data import DATASET_DIRNAME
-
-    root = Path(cfg.data.root)
-    target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:  # concurrent trials share one fixture
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "images").is_dir():
-            out = root.parent if root.name == DATASET_DIRNAME else root
-            spec.write(out)
-            log.info("wrote fixture dataset %s", target)
+    target, written = cfg.data.fixture.ensure(cfg.data.root)
+    if written:
+        log.info("wrote fixture dataset %s", target)
     return target
 
 
