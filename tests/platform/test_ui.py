@@ -71,7 +71,10 @@ def test_ui_serves_mlflow_and_dashboard_and_ctrl_c_stops_both(tmp_path):
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([sys.executable, "-m", "topnas", "ui", "s_ui", "--port", str(port),
                              "--dashboard-port", str(dport)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as a non-interactive shell starts a background job (CI): SIGINT ignored, so
+                            # Python installs no KeyboardInterrupt handler; `topnas ui` must still stop on it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         for line in proc.stdout:  # the URLs are printed once both servers answer

@@ -1,9 +1,9 @@
 """`topnas ui SWEEP`: the MLflow UI on a sweep's tracking store and optuna-dashboard on its study.
 
 Both are ordinary servers started as child processes, each in its own process group so that their
-worker processes (uvicorn's, bottle's) stop with them: Ctrl-C (or SIGTERM/SIGHUP) here terminates
-both groups. Their own logs go to files under ``<runs>/logs/ui/``; the console shows the URLs, and
-the log's last line when a server fails to start.
+worker processes (uvicorn's, bottle's) stop with them: Ctrl-C (SIGINT, even when inherited as
+ignored, or SIGTERM/SIGHUP) here terminates both groups. Their own logs go to files under
+``<runs>/logs/ui/``; the console shows the URLs, and the log's last line when a server fails to start.
 """
 from __future__ import annotations
 
@@ -81,7 +81,9 @@ def _ui(args: argparse.Namespace) -> int:
     if served or dashboard:
         logs.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = []
-    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C / kill -INT would do nothing.
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         if served:
             servers.append(_start_mlflow(uri, args.host, ports["--port"], logs / f"{state.name}-mlflow.log"))
