@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the local cluster started by start_local_cluster.sh, node by node, by process id.
+# Stop the local cluster started by start_local_cluster.sh, all nodes at once, by process id.
 #
 #   cluster/local/stop_local_cluster.sh [--state DIR] [--keep-logs] [--grace SECONDS]
 #
@@ -40,34 +40,46 @@ is_ray_start() {  # guard against a recycled pid
   [[ "$cmd" == *ray* && "$cmd" == *start* ]]
 }
 
-stop_node() {  # pidfile
-  local pidfile="$1" pid name waited=0 left
-  pid="$(cat "$pidfile" 2>/dev/null || true)"
-  name="$(basename "$pidfile" .pid)"
-  rm -f "$pidfile"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  if kill -0 "$pid" 2>/dev/null && is_ray_start "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$grace" ]; do sleep 1; waited=$((waited + 1)); done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  # Whatever the node left behind in its session (workers, agents): give it a moment, then SIGKILL.
-  for _ in 1 2 3 4 5; do
-    left="$(session_pids "$pid")"
-    [ -z "$left" ] && break
-    sleep 1
-  done
-  left="$(session_pids "$pid")"
-  if [ -n "$left" ]; then
-    # shellcheck disable=SC2086
-    kill -KILL $left 2>/dev/null || true
-  fi
-  echo "[cluster] stopped $name (pid $pid)"
+node_pid() {  # pidfile -> the pid of a live `ray start` it names, else nothing; the pidfile is removed
+  local pid
+  pid="$(cat "$1" 2>/dev/null || true)"
+  rm -f "$1"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && is_ray_start "$pid"; then echo "$pid"; fi
 }
 
+any_alive() {
+  local pid
+  for pid in "$@"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+
+# All nodes at once: SIGTERM, up to --grace seconds for them to shut down, then SIGKILL.
 shopt -s nullglob
-for pidfile in "$state"/worker*.pid; do stop_node "$pidfile"; done
-if [ -f "$state/head.pid" ]; then stop_node "$state/head.pid"; fi
+pids=()
+for pidfile in "$state"/worker*.pid "$state"/head.pid; do
+  [ -f "$pidfile" ] || continue
+  pid="$(node_pid "$pidfile")"
+  [ -n "$pid" ] || continue
+  kill -TERM "$pid" 2>/dev/null || true
+  pids+=("$pid")
+  echo "[cluster] stopping $(basename "$pidfile" .pid) (pid $pid)"
+done
+deadline=$((SECONDS + grace))
+while [ "${#pids[@]}" -gt 0 ] && any_alive "${pids[@]}" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+
+# Whatever the nodes left behind in their sessions (workers, agents): a moment to exit, then SIGKILL.
+for _ in $(seq 25); do
+  left=""
+  for pid in "${pids[@]}"; do left+="$(session_pids "$pid") "; done
+  [ -z "${left// /}" ] && break
+  sleep 0.2
+done
+if [ -n "${left// /}" ]; then
+  # shellcheck disable=SC2086
+  kill -KILL $left 2>/dev/null || true
+fi
+if [ "${#pids[@]}" -gt 0 ]; then echo "[cluster] stopped ${#pids[@]} node(s)"; fi
 
 if [ -f "$state/ray_tmp" ]; then
   ray_tmp="$(cat "$state/ray_tmp")"

@@ -43,7 +43,7 @@ def test_counts_front_and_running_from_the_folder(tmp_path):
     folder = _sweep(tmp_path / "s", ROWS, started=("a", "b", "c", "d", "e", "g", "h"))
     (folder / "tune" / "half").mkdir()  # a folder without params.json is not a started trial
     snap = read_sweep(folder, "s", 8)
-    assert snap.counts == {"running": 2, "finished": 3, "stopped": 1, "failed": 1, "infeasible": 1}
+    assert snap.counts == {"running": 2, "finished": 3, "stopped": 1, "failed": 1, "infeasible": 1, "abandoned": 0}
     assert snap.done == 5
     assert snap.front == [("tf-b", 0.20, 10.0), ("tf-a", 0.30, 20.0)]  # early-stopped d never on the front
     assert [r["trial_id"] for r in snap.finished] == ["a", "b", "c", "d", "e", "f"]
@@ -62,9 +62,22 @@ def test_render_sweep_block(tmp_path):
     assert render_sweep(snap, 3725.0, done_at_start=3)[0] == "sweep demo: 5/8 trials   elapsed 1:02:05   ETA 1:33:07"
 
 
+def test_an_abandoned_trial_is_not_one_of_num_samples(tmp_path):
+    """A resumed sweep runs a new trial in place of one its killed driver abandoned: 4/4, not 5/4."""
+    from topnas.platform.objectives import ABANDONED_PREFIX
+
+    rows = [(t, "completed", 0.1 * i, 10.0 * i, "") for i, t in enumerate("abcd", 1)]
+    rows.append(("x", "failed", None, 12.0, f"{ABANDONED_PREFIX} the driver was killed after this trial started"))
+    snap = read_sweep(_sweep(tmp_path / "s", rows), "r", 4)
+    assert snap.counts["abandoned"] == 1 and snap.counts["failed"] == 0 and snap.done == 4
+    lines = render_sweep(snap, 100.0)
+    assert lines[0].startswith("sweep r: 4/4 trials")
+    assert lines[1] == "  running 0   finished 4   stopped 0   infeasible 0   failed 0   abandoned 1 (run again)"
+
+
 def test_render_sweep_before_any_trial_and_long_front(tmp_path):
     empty = read_sweep(tmp_path / "nothing", "x", 4)
-    assert empty.counts == dict.fromkeys(("running", "finished", "stopped", "failed", "infeasible"), 0)
+    assert empty.counts == dict.fromkeys(("running", "finished", "stopped", "failed", "infeasible", "abandoned"), 0)
     assert render_sweep(empty, 0.0)[-1] == "  front: no finished trial yet"
     rows = [(f"t{i}", "completed", 0.1 + i / 100, 10.0 + i, "") for i in range(FRONT_ROWS + 3)]
     lines = render_sweep(read_sweep(_sweep(tmp_path / "s", rows), "x", 20), 1.0)

@@ -93,3 +93,38 @@ def test_nothing_left_after_shutdown_and_release():
         except ProcessLookupError:
             pass
     assert left == [], left
+
+
+def _sleeper(env_extra: dict[str, str]) -> subprocess.Popen:
+    env = {**os.environ, **env_extra}
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env, start_new_session=True)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the watchdog reads /proc (Linux)")
+def test_an_orphan_that_names_its_raylet_is_stopped_too():
+    """A worker forked just before its raylet died is no one's descendant; its RAY_RAYLET_PID still names it."""
+    from topnas.platform import raywatch
+
+    raylet = _sleeper({})
+    time.sleep(0.2)
+    orphan = _sleeper({"RAY_RAYLET_PID": str(raylet.pid)})
+    stranger = _sleeper({"RAY_RAYLET_PID": str(raylet.pid + 1)})
+    procs = [raylet, orphan, stranger]
+    try:
+        start = raywatch.descendants(os.getpid(), recursive=False)[raylet.pid]
+        time.sleep(0.5)  # the sleepers' environments are readable once exec'd
+        found = raywatch.ray_orphans({raylet.pid: start})
+        assert orphan.pid in found and stranger.pid not in found and raylet.pid not in found
+        watch = subprocess.Popen([sys.executable, "-I", raywatch.__file__, f"{raylet.pid}:{start}"],
+                                 stdin=subprocess.PIPE, start_new_session=True)
+        time.sleep(0.5)
+        watch.stdin.close()  # as if the driver died
+        assert watch.wait(timeout=30) == 0
+        assert raylet.wait(timeout=5) == -signal.SIGTERM
+        assert orphan.wait(timeout=5) == -signal.SIGTERM
+        assert stranger.poll() is None
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from topnas.platform.console import Console
-from topnas.platform.objectives import TrialStatus
+from topnas.platform.objectives import ABANDONED_PREFIX, TrialStatus
 from topnas.platform.pareto import finite_or_none
 from topnas.platform.sweep.layout import SweepFolder
 
@@ -42,7 +42,7 @@ class SweepSnapshot:
 
     name: str
     num_samples: int  # trained trials the sweep runs (infeasible proposals do not count)
-    counts: dict[str, int]  # running, finished, stopped, failed, infeasible
+    counts: dict[str, int]  # running, finished, stopped, failed, infeasible, abandoned (replaced on resume)
     front: list[tuple[str, float, float]]  # (variant id, val mIoU, latency ms), fastest first
     finished: list[dict[str, Any]] = field(default_factory=list)  # ledger rows, finish order
 
@@ -67,9 +67,12 @@ def read_sweep(sweep_dir: str | Path, name: str, num_samples: int) -> SweepSnaps
     folder = Path(sweep_dir)
     df = load_trials(folder) if folder.is_dir() else None
     rows = [] if df is None or df.empty else df.to_dict("records")
-    counts = {"running": 0, "finished": 0, "stopped": 0, "failed": 0, "infeasible": 0}
+    counts = {"running": 0, "finished": 0, "stopped": 0, "failed": 0, "infeasible": 0, "abandoned": 0}
     for r in rows:
-        counts[_FINISHED.get(str(r["status"]), "failed")] += 1
+        kind = _FINISHED.get(str(r["status"]), "failed")
+        if kind == "failed" and str(r.get("reason") or "").startswith(ABANDONED_PREFIX):
+            kind = "abandoned"
+        counts[kind] += 1
     recorded = {str(r["trial_id"]) for r in rows}
     tune = SweepFolder(folder).tune
     if tune.is_dir():
@@ -87,7 +90,8 @@ def render_sweep(snap: SweepSnapshot, elapsed_s: float, done_at_start: int = 0) 
         (f"sweep {snap.name}: {snap.done}/{snap.num_samples} trials   elapsed {_clock(elapsed_s)}   "
          f"ETA {_eta(elapsed_s, snap.done - done_at_start, snap.num_samples - snap.done)}"),
         (f"  running {c['running']}   finished {c['finished']}   stopped {c['stopped']}   "
-         f"infeasible {c['infeasible']}   failed {c['failed']}"),
+         f"infeasible {c['infeasible']}   failed {c['failed']}"
+         + (f"   abandoned {c['abandoned']} (run again)" if c["abandoned"] else "")),
     ]
     if not snap.front:
         lines.append("  front: no finished trial yet")

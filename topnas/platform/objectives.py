@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FINISHED_STATUSES", "OBJECTIVES", "TrialStatus"]
+__all__ = ["ABANDONED_PREFIX", "FINISHED_STATUSES", "OBJECTIVES", "TrialStatus"]
 
 # Objective name -> direction; measured mIoU of the proxy training against predicted latency.
 OBJECTIVES: dict[str, str] = {"val_mIoU": "max", "latency_ms": "min"}
@@ -28,6 +28,11 @@ class TrialStatus(StrEnum):
     FAILED = "failed"  # raised, reported no finite val_mIoU, or abandoned by a killed driver
     DUPLICATE = "duplicate"  # Optuna only: a proposal of a variant the sweep already evaluated
     SNAPPED = "snapped"  # Optuna only (replay): a proposal outside the table, replaced by a table variant
+
+
+# The reason of a FAILED trial that a killed driver left running; the resumed sweep runs a new trial in its
+# place, so it does not count towards ``num_samples``.
+ABANDONED_PREFIX = "abandoned:"
 
 
 FINISHED_STATUSES = frozenset({TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED, TrialStatus.INFEASIBLE,

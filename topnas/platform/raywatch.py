@@ -12,6 +12,12 @@ has. When the pipe closes - the driver called :meth:`LocalRayWatch.release` afte
 then sends SIGTERM and, ``KILL_AFTER_S`` later, SIGKILL to exactly those processes that are still
 alive (matched by pid and start time, so a reused pid is never hit). Linux only (``/proc``);
 elsewhere it does nothing.
+
+A worker the raylet forks in the last moment before it dies is re-parented to init before any
+scan sees it as a descendant (a CI run left one such ``python`` behind). Every process the raylet
+starts carries ``RAY_RAYLET_PID=<raylet pid>`` in its environment, so from the driver's exit on
+the watchdog also adopts any process of this user whose environment names one of its root pids,
+and it keeps re-scanning until the SIGKILL round finds nothing new.
 """
 from __future__ import annotations
 
@@ -23,11 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["GRACE_S", "KILL_AFTER_S", "LocalRayWatch", "descendants", "start_local_ray", "watch_local_ray"]
+__all__ = ["GRACE_S", "KILL_AFTER_S", "LocalRayWatch", "descendants", "ray_orphans", "start_local_ray",
+           "watch_local_ray"]
 
 GRACE_S = 2.0
 KILL_AFTER_S = 3.0
 _POLL_S = 1.0
+_SCAN_S = 0.2  # re-scan interval once the driver is gone
 _HAS_PROC = Path("/proc/self/stat").exists()
 
 
@@ -84,8 +92,11 @@ def watch_local_ray(before: set[int]) -> LocalRayWatch:
     return LocalRayWatch(proc)
 
 
-def descendants(pid: int, recursive: bool = True) -> dict[int, int]:
-    """``{pid: start time}`` of the children (and, if recursive, all descendants) of ``pid``, from /proc."""
+def descendants(pid: int | set[int], recursive: bool = True) -> dict[int, int]:
+    """``{pid: start time}`` of the children (and, if recursive, all descendants) of ``pid``, from /proc.
+
+    ``pid`` may be a set: one pass over /proc then serves them all.
+    """
     table: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -93,7 +104,7 @@ def descendants(pid: int, recursive: bool = True) -> dict[int, int]:
             if stat is not None:
                 table[int(entry)] = stat
     out: dict[int, int] = {}
-    frontier = [pid]
+    frontier = list(pid) if isinstance(pid, set) else [pid]
     while frontier:
         parent = frontier.pop()
         for child, (ppid, start) in table.items():
@@ -133,23 +144,72 @@ def _signal(known: dict[int, int], sig: int) -> None:
             pass
 
 
+def ray_orphans(roots: dict[int, int]) -> dict[int, int]:
+    """``{pid: start time}`` of live processes whose environment says a root started them.
+
+    Ray sets ``RAY_RAYLET_PID`` in every worker and agent the raylet spawns; a process started
+    before the root itself cannot be its child, which rules out a reused pid.
+    """
+    wanted = {f"RAY_RAYLET_PID={pid}".encode(): start for pid, start in roots.items()}
+    out: dict[int, int] = {}
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        hits = [start for key, start in wanted.items() if key in env.split(b"\0")]
+        stat = _stat(int(entry)) if hits else None
+        if stat is not None and stat[1] >= min(hits):
+            out[int(entry)] = stat[1]
+    return out
+
+
+def _scan(known: dict[int, int], roots: dict[int, int]) -> None:
+    """Add the descendants of every live known process and the roots' orphaned Ray processes."""
+    alive = set(_alive(known))
+    if alive:
+        known.update(descendants(alive))
+    known.update(ray_orphans(roots))
+
+
+def _settle(known: dict[int, int], roots: dict[int, int], seconds: float, sig: int | None = None) -> None:
+    """For ``seconds``: keep scanning (and send ``sig`` to newcomers); return early once all are gone."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = set(known)
+        _scan(known, roots)
+        if sig is not None:
+            _signal({p: s for p, s in known.items() if p not in before}, sig)
+        if not _alive(known):
+            return
+        time.sleep(_SCAN_S)
+
+
 def _main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the driver's terminal is the driver's
     known = dict(tuple(int(x) for x in arg.split(":")) for arg in argv)  # type: ignore[misc]
     roots = dict(known)
     fd = sys.stdin.fileno()
     while True:
-        for pid in _alive(roots):
-            known.update(descendants(pid))
+        alive = set(_alive(roots))
+        if alive:
+            known.update(descendants(alive))
         ready, _, _ = select.select([fd], [], [], _POLL_S)
         if ready and not os.read(fd, 4096):
             break  # EOF: the driver released us, exited or died
-    time.sleep(GRACE_S)
+    _settle(known, roots, GRACE_S)
+    _scan(known, roots)
     _signal(known, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_AFTER_S
-    while time.monotonic() < deadline and _alive(known):
-        time.sleep(0.1)
-    _signal(known, signal.SIGKILL)
+    _settle(known, roots, KILL_AFTER_S, signal.SIGTERM)
+    for _ in range(3):  # SIGKILL, then catch anything forked meanwhile
+        _scan(known, roots)
+        if not _alive(known):
+            break
+        _signal(known, signal.SIGKILL)
+        time.sleep(_SCAN_S)
     return 0
 
 

@@ -1,6 +1,6 @@
 """A real sweep: Ray Tune + Ray Train trials on the fixture, a real `mlflow server`, a SIGKILLed driver.
 
-One sweep (6 trained trials, 2 at a time, 12 iterations of 64x64 crops each, a latency budget that
+One sweep (4 trained trials, 2 at a time, 12 iterations of 64x64 crops each, a latency budget that
 rejects some proposals) is started with the CLI in its own process group, SIGKILLed once two trials
 have finished, and finished with ``topnas sweep --resume``. The tests then read what it left: the
 trial ledger, the Optuna study, the MLflow runs and artifacts on the tracking server.
@@ -30,7 +30,7 @@ from .conftest import sweep_dict, write_sweep_yaml
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-NUM_SAMPLES = 6
+NUM_SAMPLES = 4
 SWEEP_TIMEOUT_S = 900
 AGENTS_GONE_S = 20  # raywatch: grace 2 s + SIGTERM, SIGKILL 3 s later
 
@@ -50,8 +50,21 @@ def _tail(path: Path, n: int = 4000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else "<no log>"
 
 
+def _describe(pid: str) -> str:
+    """Parent, command line and Ray parent of a live process (for a failure message)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return "(gone)"
+    ppid = stat[stat.rindex(")") + 2:].split()[1]
+    raylet = [e.decode() for e in env if e.startswith(b"RAY_RAYLET_PID=")]
+    return f"ppid {ppid} {raylet} {cmd[:300]}"
+
+
 def _session_processes(sid: int) -> list[str]:
-    """``"<pid> <name>"`` of live processes in session ``sid`` (the killed driver's own session)."""
+    """``"<pid> <name>: <details>"`` of live processes in session ``sid`` (the killed driver's own session)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -63,7 +76,7 @@ def _session_processes(sid: int) -> list[str]:
         name = text[text.index("(") + 1:text.rindex(")")]
         fields = text[text.rindex(")") + 2:].split()
         if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            out.append(f"{entry} {name}")
+            out.append(f"{entry} {name}: {_describe(entry)}")
     return out
 
 
@@ -280,6 +293,7 @@ def test_over_budget_variants_never_train(sweep_run):
 def test_ray_processes_do_not_outlive_the_killed_driver(sweep_run):
     """Without the watchdog, ray::DashboardAgent and ray::RuntimeEnvAgent stay alive (Ray 2.60)."""
     assert sweep_run.left_after_kill == [], sweep_run.left_after_kill
+
 
 
 def test_every_store_agrees_after_kill_and_resume(sweep_run):

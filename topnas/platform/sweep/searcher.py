@@ -52,7 +52,7 @@ from typing import Any, Mapping
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from topnas.platform.objectives import OBJECTIVES, TrialStatus
+from topnas.platform.objectives import ABANDONED_PREFIX, OBJECTIVES, TrialStatus
 from topnas.platform.sweep import estimates
 from topnas.platform.sweep.sweep_config import SweepConfig, make_sampler
 from topnas.platform.sweep.layout import OPTUNA_FILE
@@ -357,8 +357,8 @@ class SweepSearch(OptunaSearch):
                 launched = "topnas.ray_trial_id" in ft.user_attrs
                 self._ot_study._storage.set_trial_user_attr(ft._trial_id, STATUS_ATTR, TrialStatus.FAILED)
                 self._ot_study._storage.set_trial_user_attr(ft._trial_id, "topnas.status_reason", (
-                    "abandoned: the driver was killed after this trial started and before Ray Tune saved it"
-                    if launched else "abandoned: proposed just before the driver was killed, never launched"))
+                    f"{ABANDONED_PREFIX} the driver was killed after this trial started and before Ray Tune saved it"
+                    if launched else f"{ABANDONED_PREFIX} proposed just before the driver was killed, never launched"))
                 self._ot_study.tell(ft.number, state=TrialState.FAIL, skip_if_finished=True)
             closed.append(ft.number)
         if closed:
