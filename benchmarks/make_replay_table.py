@@ -156,15 +156,13 @@ def _repo_relative(path: Path) -> str:
 
 def _ensure_fixture(cfg: Any, work: Path) -> str:
     """The dataset folder: the proxy's fixture generated under ``work`` (byte-identical for its seed)."""
-    from topnas.platform.data import DATASET_DIRNAME
     from topnas.platform.train.train_config import FixtureSpec
 
     spec = dict(cfg.proxy.fixture or {})
     if not spec:
         return cfg.proxy.dataset
     out = work / "fixture"
-    if not (out / DATASET_DIRNAME / "images").is_dir():
-        FixtureSpec.from_dict(spec, "proxy.fixture").write(out, overwrite=True)
+    FixtureSpec.from_dict(spec, "proxy.fixture").ensure(out)
     return str(out)
 
 

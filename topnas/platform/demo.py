@@ -197,12 +197,12 @@ def _step(echo: Callable[[str], None], n: int, text: str) -> None:
 
 
 def _write_fixture(cfg, echo: Callable[[str], None]) -> None:
-    from topnas.platform.data import DATASET_DIRNAME
+    from topnas.platform.data import dataset_dir
     from topnas.platform.train.train_config import FixtureSpec
 
     root = Path(cfg.proxy.dataset)
     if not cfg.proxy.fixture:
-        target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
+        target = dataset_dir(root)
         if not (target / "images").is_dir():
             raise ConfigError("proxy.dataset", str(root), "an existing dataset or a proxy.fixture spec")
         echo(f"   present: {target}")

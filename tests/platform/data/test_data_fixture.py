@@ -137,3 +137,41 @@ def test_cli_fixture_colours(tmp_path: Path) -> None:
     assert main(["data", "fixture", "--out", str(tmp_path), "--classes", "3", "--train", "1", "--val", "1",
                  "--size", "32", "40", "--colours", "2"]) == 0
     assert json.loads((tmp_path / ADE / "dataset.json").read_text())["colours"] == 2
+
+
+_KILLED_WRITER = """
+import sys
+from topnas.platform.data import fixture
+
+real = fixture.render_sample
+def render_then_stop(*args, **kwargs):  # the writer dies after its 5th image, as under a SIGKILL
+    render_then_stop.n += 1
+    if render_then_stop.n > 5:
+        import os
+        os._exit(9)
+    return real(*args, **kwargs)
+render_then_stop.n = 0
+fixture.render_sample = render_then_stop
+fixture.write_fixture(sys.argv[1], num_classes=4, train=20, val=4, size=(32, 32))
+"""
+
+
+def test_a_writer_killed_halfway_leaves_no_fixture_that_looks_complete(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from topnas.platform.train.train_config import FixtureSpec
+
+    out = tmp_path / "data"
+    res = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out)], capture_output=True, text=True)
+    assert res.returncode == 9, res.stderr
+    stages = list(out.glob(f".{ADE}.partial-*"))
+    assert len(stages) == 1 and len(list(stages[0].rglob("*.jpg"))) == 5  # what it wrote before it died
+    assert not (out / ADE).exists()
+
+    spec = FixtureSpec(classes=4, train=20, val=4, size=(32, 32))
+    target, written = spec.ensure(out)
+    assert written and target == out / ADE
+    assert len(list((target / "images" / "training").glob("*.jpg"))) == 20
+    assert (target / "dataset.json").is_file() and not list(out.glob(f".{ADE}.partial-*"))  # stale stage gone
+    assert spec.ensure(out) == (target, False)

@@ -34,6 +34,7 @@ __all__ = [
     "DatasetInfo",
     "Sample",
     "ValidationReport",
+    "dataset_dir",
     "list_samples",
     "load_image",
     "load_label",
@@ -99,6 +100,12 @@ class DatasetError(TopnasError):
 # --------------------------------------------------------------------------------------------------
 # layout + metadata
 # --------------------------------------------------------------------------------------------------
+def dataset_dir(root: str | os.PathLike[str]) -> Path:
+    """Where the ``ADEChallengeData2016`` folder of dataset root ``root`` is (or will be), not checked."""
+    path = Path(root).expanduser()
+    return path if path.name == DATASET_DIRNAME else path / DATASET_DIRNAME
+
+
 def resolve_dataset_root(root: str | os.PathLike[str]) -> Path:
     """The ``ADEChallengeData2016`` folder for ``root`` (the folder itself or its parent)."""
     path = Path(root).expanduser()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import colorsys
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -154,6 +155,27 @@ def _check_args(num_classes: int, train: int, val: int, size: Sequence[int], col
     return int(size[0]), int(size[1])
 
 
+_STAGE_PREFIX = f".{DATASET_DIRNAME}.partial-"  # + the writer's pid
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Remove staging folders of writers that are gone (killed halfway through a fixture)."""
+    for stage in out.glob(f"{_STAGE_PREFIX}*"):
+        pid = stage.name[len(_STAGE_PREFIX):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _prepare_root(out: Path, overwrite: bool) -> Path:
     root = out / DATASET_DIRNAME
     if root.exists() and any(root.iterdir()):
@@ -189,11 +211,18 @@ def write_fixture(
     ``num_classes`` counts training classes (background included), i.e. raw labels 1..K. Returns the
     ``ADEChallengeData2016`` folder. ``overwrite`` replaces an earlier fixture (never other data).
     ``colours``: None, every class its own colour; ``k``, objects coloured from ``k`` hues at random.
+    The images are written to a staging folder beside it that is renamed into place at the end, so a
+    writer killed halfway never leaves a partial fixture that a later run would take as complete.
     """
     from PIL import Image
 
     hw = _check_args(num_classes, train, val, size, colours)
-    root = _prepare_root(Path(out).expanduser(), overwrite)
+    out = Path(out).expanduser()
+    final = _prepare_root(out, overwrite)
+    _remove_stale_stages(out)
+    root = out / f"{_STAGE_PREFIX}{os.getpid()}"
+    if root.exists():
+        shutil.rmtree(root)
     counts = {"training": train, "validation": val}
     total, done = train + val, 0
     log_every = max(1, total // 10) if total >= 200 else 0
@@ -225,5 +254,8 @@ def write_fixture(
         "image_size": list(hw),
     }
     (root / METADATA_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("fixture written: %s", root)
-    return root
+    if final.exists():
+        final.rmdir()  # left empty by _prepare_root; a non-empty one was refused or removed there
+    os.replace(root, final)
+    log.info("fixture written: %s", final)
+    return final

@@ -163,13 +163,14 @@ class FixtureSpec(Section):
     def ensure(self, root: str | Path) -> tuple[Path, bool]:
         """``(ADEChallengeData2016 folder, written now)``: the fixture at dataset root ``root`` (the folder
         holding ``ADEChallengeData2016``, or that folder), written unless present. Processes that share
-        one root (a sweep's trials) take a lock file beside it, so exactly one writes."""
+        one root (a sweep's trials) take a lock file beside it, so exactly one writes; the writer renames
+        a finished fixture into place, so one that is present is complete."""
         import fcntl
 
-        from topnas.platform.data import DATASET_DIRNAME
+        from topnas.platform.data import dataset_dir
 
         root = Path(root)
-        target = root if root.name == DATASET_DIRNAME else root / DATASET_DIRNAME
+        target = dataset_dir(root)
         root.mkdir(parents=True, exist_ok=True)
         with open(root.parent / f".{root.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
