@@ -66,7 +66,12 @@ for pidfile in "$state"/worker*.pid "$state"/head.pid; do
 done
 deadline=$((SECONDS + grace))
 while [ "${#pids[@]}" -gt 0 ] && any_alive "${pids[@]}" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+for pid in "${pids[@]}"; do
+  if kill -0 "$pid" 2>/dev/null; then  # past the grace period: the node and everything in its session
+    # shellcheck disable=SC2046
+    kill -KILL "$pid" $(session_pids "$pid") 2>/dev/null || true
+  fi
+done
 
 # Whatever the nodes left behind in their sessions (workers, agents): a moment to exit, then SIGKILL.
 for _ in $(seq 25); do

@@ -105,7 +105,7 @@ def local_cluster(tmp_path):
         print(f"[it] cluster up in {time.perf_counter() - t0:.0f} s: {info['address']}")
         yield info
     finally:
-        stop = subprocess.run(["bash", str(STOP), "--state", str(state), "--keep-logs"], env=env,
+        stop = subprocess.run(["bash", str(STOP), "--state", str(state), "--keep-logs", "--grace", "5"], env=env,
                               capture_output=True, text=True, timeout=200)
         print(stop.stdout, stop.stderr)
         ray_tmp = state / "ray_tmp"

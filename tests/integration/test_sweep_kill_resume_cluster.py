@@ -60,7 +60,7 @@ def cluster(tmp_path_factory):
         assert info["nodes"] == 2
         yield info
     finally:
-        subprocess.run(["bash", str(STOP), "--state", str(state), "--grace", "10"], env=env, capture_output=True,
+        subprocess.run(["bash", str(STOP), "--state", str(state), "--grace", "5"], env=env, capture_output=True,
                        text=True, timeout=200)
         ray_tmp = state / "ray_tmp"
         if ray_tmp.is_file():
