@@ -4,7 +4,9 @@ Reads a replay table (``benchmarks/make_replay_table.py``) and, for every rung, 
 :func:`topnas.platform.sweep.fidelity.measure_fidelity`: the seed noise (std over a variant's seeds,
 mean over the variants trained with several seeds), the spread (std of the per-variant means over
 all variants), their ratio (target >= 3 at the demo's proxy budget), the Spearman rank correlation
-against the longest rung, and how many variants tie at one mIoU. Writes the whole table and the
+against the longest rung, how many variants tie at one mIoU, and the Spearman of the variants' mIoU
+against their parameter count (``vs_params``: near 0 or below, bigger models are not better on the
+task, so the spread comes from learning speed rather than capacity). Writes the whole table and the
 proxy rung's numbers to a JSON file.
 
     python benchmarks/proxy_fidelity.py                                  # the demo's table and proxy budget
@@ -21,6 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEMO_YAML = ROOT / "experiments" / "sweep_demo_fixture.yaml"
+
+
+def params_spearman(table: str | Path) -> dict[int, float]:
+    """Per evaluation iteration: Spearman, across variants, of mean mIoU (over seeds) against parameters."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    df = pd.read_csv(table)
+    out = {}
+    for it, rows in df.groupby("iteration"):
+        per_variant = rows.groupby("variant_id").agg(miou=("val_mIoU", "mean"), params=("params", "first"))
+        out[int(it)] = round(float(spearmanr(per_variant["miou"], per_variant["params"]).statistic), 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     longest = max(max(c) for c in curves.values())
     finished = [c for c in curves.values() if longest in c]
     rungs = sorted(set.intersection(*(set(c) for c in finished)))
-    rows = [measure_fidelity(args.table, r).to_dict() for r in rungs]
+    capacity = params_spearman(args.table)
+    rows = [dict(measure_fidelity(args.table, r).to_dict(), vs_params=capacity[r]) for r in rungs]
     proxy = measure_fidelity(args.table, rung)
     print(f"{Path(args.table).name}: {proxy.variants} finished variants, {proxy.noise_variants} with "
           f"{proxy.seeds} seeds; longest rung {proxy.longest_rung}")
-    print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5}")
+    print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5} "
+          f"{'vs_params':>9}")
     for r in rows:
         mark = "  <- proxy" if r["proxy_rung"] == rung else ""
         print(f"{r['proxy_rung']:>6} {r['mean_mIoU']:>7.4f} {r['spread']:>7.4f} {r['seed_noise']:>7.4f} "
-              f"{r['spread_to_noise']:>6.2f} {r['spearman']:>8.3f} {r['tied_at_mode']:>5}{mark}")
+              f"{r['spread_to_noise']:>6.2f} {r['spearman']:>8.3f} {r['tied_at_mode']:>5} {r['vs_params']:>9.3f}{mark}")
     print(proxy.summary())
     out = Path(args.json) if args.json else Path(args.table).with_name(f"proxy_fidelity_{Path(args.table).stem}.json")
     table = dict(proxy.to_dict(), table=Path(args.table).name)

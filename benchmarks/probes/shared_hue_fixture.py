@@ -1,0 +1,46 @@
+"""Proxy probe: the demo fixture with pairs of classes sharing a hue, then ``make_replay_table.py``.
+
+The demo fixture gives every class its own colour, so a 1x1 convolution can segment it and model
+capacity hardly matters; ``colours: k`` makes colour useless and the task too hard for the proxy
+budget. This probe sits between: class ``j`` is drawn in hue ``j mod K`` (K < classes), so colour
+tells a class apart from most others and shape + texture must do the rest. It writes that fixture
+into ``--work``/fixture (where the table script looks for it) and then runs the table script with
+the remaining arguments, e.g.
+
+    python benchmarks/probes/shared_hue_fixture.py 5 /tmp/ph5_work --iterations 420 --rungs 7 \
+        --variants 14 --noise-variants 4 --seeds 3 --threads 2 --out /tmp/ph5
+    python benchmarks/proxy_fidelity.py --table /tmp/ph5/replay_fixture-small.csv --rung 420
+
+Result: benchmarks/data/README.md ("Proxy changes tried").
+"""
+from __future__ import annotations
+
+import colorsys
+import runpy
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str]) -> None:
+    from topnas.platform.data import fixture as F
+    from topnas.platform.train.train_config import FixtureSpec
+
+    hues, work, rest = int(argv[0]), argv[1], argv[2:]
+    own_style = F._object_style
+
+    def shared_hue_style(raw: int):
+        shape, texture, _, period = own_style(raw)
+        hue = (((raw - 2) % hues) * 0.618033988749895) % 1.0
+        return shape, texture, colorsys.hsv_to_rgb(hue, 0.8, 0.85), period
+
+    F._object_style = shared_hue_style  # the demo's fixture spec, written with shared hues
+    FixtureSpec(classes=10, train=96, val=48, size=(128, 160), seed=0).ensure(f"{work}/fixture")
+    sys.argv = [str(ROOT / "benchmarks" / "make_replay_table.py"), *rest, "--work", work]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
