@@ -157,10 +157,10 @@ def ray_orphans(roots: dict[int, int]) -> dict[int, int]:
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
+            env = set(Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"))
         except OSError:  # gone, or another user's
             continue
-        hits = [start for key, start in wanted.items() if key in env.split(b"\0")]
+        hits = [start for key, start in wanted.items() if key in env]
         stat = _stat(int(entry)) if hits else None
         if stat is not None and stat[1] >= min(hits):
             out[int(entry)] = stat[1]
