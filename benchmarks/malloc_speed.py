@@ -38,7 +38,7 @@ def child(iters: int, runs: int) -> dict[str, float]:
     from topnas.platform.train.optim import build_optimizer
     from topnas.topformer import TopFormer
 
-    cfg = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml", {"proxy.fidelity": None})
+    cfg = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml", {"proxy.fidelity": None, "proxy.fidelity_reference": None})
     tc = cfg.train_config(cfg.first_variant(), "malloc-bench")
     model = cfg.first_variant().build(norm="BN").train()
     opt = build_optimizer(model, tc.optimizer)

@@ -4,12 +4,13 @@ Reads a replay table (``benchmarks/make_replay_table.py``) and, for every rung, 
 :func:`topnas.platform.sweep.fidelity.measure_fidelity`: the seed noise (std over a variant's seeds,
 mean over the variants trained with several seeds), the spread (std of the per-variant means over
 all variants), their ratio (target >= 3 at the demo's proxy budget), the Spearman rank correlation
-against the longest rung, how many variants tie at one mIoU, and the Spearman of the variants' mIoU
-against their parameter count (``vs_params``: near 0 or below, bigger models are not better on the
-task, so the spread comes from learning speed rather than capacity). Writes the whole table and the
-proxy rung's numbers to a JSON file.
+against the longest rung (of ``--reference`` when given: a longer-budget table of the same
+variants), how many variants tie at one mIoU, and the Spearman of the variants' mIoU against their
+parameter count (``vs_params``: near 0 or below, bigger models are not better on the task, so the
+spread comes from learning speed rather than capacity). Writes the whole table and the proxy rung's
+numbers to a JSON file.
 
-    python benchmarks/proxy_fidelity.py                                  # the demo's table and proxy budget
+    python benchmarks/proxy_fidelity.py            # the demo's tables (proxy.fidelity, proxy.fidelity_reference)
     python benchmarks/proxy_fidelity.py --table t.csv --rung 60 --json out.json
 """
 from __future__ import annotations
@@ -40,7 +41,10 @@ def params_spearman(table: str | Path) -> dict[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--table", default=str(ROOT / "benchmarks" / "data" / "replay_fixture-small.csv"))
+    ap.add_argument("--table", default=None, help="default: the demo sweep YAML's proxy.fidelity")
+    ap.add_argument("--reference", default=None,
+                    help="longer-budget table of the same variants (default: the demo's proxy.fidelity_reference "
+                         "when --table is not given)")
     ap.add_argument("--rung", type=int, default=None,
                     help="the proxy budget (iterations); default: proxy.iterations of the demo sweep YAML")
     ap.add_argument("--json", default=None, help="output (default: <table dir>/proxy_fidelity_<table stem>.json)")
@@ -51,16 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     from topnas.platform.sweep.fidelity import measure_fidelity
     from topnas.platform.sweep.replay import read_table
 
-    rung = args.rung or int(yaml.safe_load(DEMO_YAML.read_text())["proxy"]["iterations"])
+    demo = yaml.safe_load(DEMO_YAML.read_text())["proxy"]
+    rung = args.rung or int(demo["iterations"])
+    if args.table is None:  # the demo's own figure: its tables, relative to the YAML
+        args.table = str((DEMO_YAML.parent / demo["fidelity"]).resolve())
+        if args.reference is None and demo.get("fidelity_reference"):
+            args.reference = str((DEMO_YAML.parent / demo["fidelity_reference"]).resolve())
     curves, _ = read_table(args.table)
     longest = max(max(c) for c in curves.values())
     finished = [c for c in curves.values() if longest in c]
     rungs = sorted(set.intersection(*(set(c) for c in finished)))
     capacity = params_spearman(args.table)
-    rows = [dict(measure_fidelity(args.table, r).to_dict(), vs_params=capacity[r]) for r in rungs]
-    proxy = measure_fidelity(args.table, rung)
+    rows = [dict(measure_fidelity(args.table, r, reference=args.reference).to_dict(), vs_params=capacity[r])
+            for r in rungs]
+    proxy = measure_fidelity(args.table, rung, reference=args.reference)
+    against = f"{Path(args.reference).name}'s longest rung" if args.reference else "the longest rung"
     print(f"{Path(args.table).name}: {proxy.variants} finished variants, {proxy.noise_variants} with "
-          f"{proxy.seeds} seeds; longest rung {proxy.longest_rung}")
+          f"{proxy.seeds} seeds; Spearman against {against} ({proxy.longest_rung})")
     print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5} "
           f"{'vs_params':>9}")
     for r in rows:
@@ -69,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['spread_to_noise']:>6.2f} {r['spearman']:>8.3f} {r['tied_at_mode']:>5} {r['vs_params']:>9.3f}{mark}")
     print(proxy.summary())
     out = Path(args.json) if args.json else Path(args.table).with_name(f"proxy_fidelity_{Path(args.table).stem}.json")
-    table = dict(proxy.to_dict(), table=Path(args.table).name)
+    names = {"table": Path(args.table).name, "reference": Path(args.reference).name if args.reference else None}
+    table = dict(proxy.to_dict(), **names)
     out.write_text(json.dumps({"proxy": table, "target_spread_to_noise": 3.0, "meets_target":
-                               bool(proxy.spread_to_noise >= 3.0), "rungs": [dict(r, table=Path(args.table).name)
+                               bool(proxy.spread_to_noise >= 3.0), "rungs": [dict(r, **names)
                                                                               for r in rows]}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -150,3 +150,52 @@ def test_the_demo_figure_is_computed_from_the_shipped_table():
     assert f.variants == len(at)
     assert f.spread_to_noise == pytest.approx(spread / noise)
     assert math.isfinite(f.spearman)
+
+
+# runs that END at the proxy budget (10): the same variants as CURVES, annealed, so other values
+EXACT = {
+    0: {0: {5: 0.10, 10: 0.25}, 1: {5: 0.11, 10: 0.27}, 2: {5: 0.09, 10: 0.24}},
+    1: {0: {5: 0.20, 10: 0.45}, 1: {5: 0.21, 10: 0.47}},
+    2: {0: {5: 0.15, 10: 0.40}},
+    3: {0: {5: 0.16, 10: 0.30}},
+}
+
+
+def test_an_exact_table_is_ranked_against_its_reference(tmp_path):
+    (tmp_path / "exact").mkdir()
+    reference = write_table(tmp_path)  # rungs 10, 20
+    table = write_table(tmp_path / "exact", EXACT)  # runs of 10 iterations
+    alone = measure_fidelity(table, 10)
+    assert alone.exact and math.isnan(alone.spearman)  # nothing longer in the table to rank against
+    f = measure_fidelity(table, 10, reference=reference)
+    assert f.exact and f.reference == str(reference) and f.reference_variants == 4
+    assert f.longest_rung == 20
+    assert f.seed_noise == pytest.approx(statistics.mean([statistics.stdev([0.25, 0.27, 0.24]),
+                                                          statistics.stdev([0.45, 0.47])]))
+    # proxy means 0.2533, 0.46, 0.40, 0.30 -> ranks 1 4 3 2; reference at 20: 0.30, 0.51, 0.45, 0.40 -> 1 4 3 2
+    assert f.spearman == pytest.approx(1.0)
+    assert not measure_fidelity(reference, 10).exact
+    assert "runs ending there" in f.summary() and "4 variants of replay_test-small.csv" in f.summary()
+
+
+def test_a_reference_that_cannot_rank_the_table_fails_with_one_error(tmp_path):
+    (tmp_path / "exact").mkdir()
+    table = write_table(tmp_path / "exact", EXACT)
+    short = write_table(tmp_path, {i: {0: {10: 0.1 * i}} for i in range(4)})  # no longer than the proxy
+    with pytest.raises(ConfigError) as err:
+        measure_fidelity(table, 10, reference=short)
+    assert err.value.field == "proxy.fidelity_reference" and "longer than 10 iterations" in str(err.value)
+
+
+def test_sweep_yaml_names_a_reference_relative_to_itself(tmp_path, test_predictor):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "exact").mkdir()
+    reference = write_table(tmp_path)
+    table = write_table(tmp_path / "exact", EXACT)
+    cfg = _cfg(tmp_path, test_predictor, "../exact/replay_test-small.csv",
+               **{"proxy.fidelity_reference": "../replay_test-small.csv"})
+    assert cfg.proxy.fidelity_reference == str(reference.resolve())
+    assert fidelity_of(cfg) == measure_fidelity(table, 10, reference=reference.resolve())
+    with pytest.raises(ConfigError) as err:  # a reference with no table to rank
+        _cfg(tmp_path, test_predictor, None, **{"proxy.fidelity_reference": "../replay_test-small.csv"})
+    assert err.value.field == "proxy.fidelity_reference" and "unless proxy.fidelity" in str(err.value)

@@ -15,12 +15,19 @@ long budget, a few of them trained with several seeds):
 * ``tied_at_mode``: how many variants share the most common proxy mIoU (4 decimals); a degenerate
   proxy leaves many at the background-only prediction.
 
-The proxy rung is a rung of the table's long runs (what ASHA-style schedulers and replay see): the
-learning-rate schedule there spans the long budget, not the proxy's own ``iterations``.
+Two kinds of table answer this, and ``exact`` says which one was read:
 
-A sweep YAML that sets ``proxy.fidelity: <table.csv>`` gets these numbers measured at
-``proxy.iterations`` when its config loads (one error if the table does not fit the sweep) and
-logged on its MLflow parent run (:func:`fidelity_params`, :func:`fidelity_metrics`).
+* a long-budget table (the replay table): the proxy rung is an evaluation inside longer runs (what
+  ASHA-style schedulers and replay see), whose learning-rate schedule has not decayed there, so it is
+  an approximation of the proxy (``exact`` False);
+* a table of runs that end at the proxy budget (``make_replay_table.py --iterations <proxy>``): the
+  proxy exactly as a sweep trains it (``exact`` True). Its own longest rung is the proxy, so the
+  Spearman is taken against a ``reference`` table of the same variants at a longer budget (the
+  replay table), over the variants both hold.
+
+A sweep YAML that sets ``proxy.fidelity: <table.csv>`` (and optionally ``proxy.fidelity_reference``)
+gets these numbers measured at ``proxy.iterations`` when its config loads (one error if a table does
+not fit the sweep) and logged on its MLflow parent run (:func:`fidelity_params`, :func:`fidelity_metrics`).
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity", "table_meta"]
 
 FIELD = "proxy.fidelity"
+REFERENCE_FIELD = "proxy.fidelity_reference"
 # proxy settings that must match between the table's training and the sweep's (the rest is budget)
 _SAME_PROXY = ("fixture", "crop_size", "samples_per_gpu", "val_max_samples", "train")
 
@@ -59,15 +67,20 @@ class Fidelity:
     spearman: float
     tied_at_mode: int
     mean_mIoU: float
+    exact: bool = False  # the table's runs end at the proxy budget (see module docstring)
+    reference: str | None = None  # the longer-budget table the Spearman is taken against
+    reference_variants: int = 0  # variants of the table the reference also holds (the Spearman's sample)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
         """One line for people (the demo prints it)."""
-        return (f"proxy fidelity at {self.proxy_rung} iterations ({self.variants} variants, {self.noise_variants} x "
-                f"{self.seeds} seeds): spread between variants {self.spread:.4f} = {self.spread_to_noise:.1f}x seed "
-                f"noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} iterations {self.spearman:.2f}; "
+        kind = "runs ending there" if self.exact else f"a rung of {self.longest_rung}-iteration runs"
+        return (f"proxy fidelity at {self.proxy_rung} iterations ({kind}; {self.variants} variants, "
+                f"{self.noise_variants} x {self.seeds} seeds): spread between variants {self.spread:.4f} = {self.spread_to_noise:.1f}x seed "
+                f"noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} iterations {self.spearman:.2f}"
+                f"{f' ({self.reference_variants} variants of {Path(self.reference).name})' if self.reference else ''}; "
                 f"{self.tied_at_mode} variants tied at one mIoU")
 
 
@@ -83,54 +96,77 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: SearchSpace | None = None,
-                     field: str = FIELD) -> Fidelity:
-    """Fidelity of ``proxy_rung`` (default: the table's middle rung) against the table's longest rung.
-
-    Only finished runs count (those evaluated at the longest rung), so a table still being written
-    can be read.
-
-    ``space``: every variant of the table must lie in it (else ConfigError naming ``field``).
-    """
+def _per_variant(path: Path, field: str, space: SearchSpace | None) -> tuple[dict, int]:
+    """``({variant: {rung: [mIoU per seed]}}, longest rung)`` of a table's finished runs."""
     from topnas.platform.sweep.replay import read_table
 
-    path = Path(table)
     try:
         curves, variants = read_table(path)
     except ConfigError as exc:
         raise ConfigError(field, exc.value, exc.allowed, hint=exc.hint) from None
     longest = max(max(c) for c in curves.values())
     curves = {k: c for k, c in curves.items() if longest in c}  # finished runs (a table still being made)
-    rungs = sorted(set.intersection(*(set(c) for c in curves.values())))
-    rung = rungs[len(rungs) // 2 - 1] if proxy_rung is None else int(proxy_rung)
-    if rung not in rungs:
-        raise ConfigError(field, str(path), f"a table evaluated at iteration {rung} (proxy.iterations)",
-                          hint=f"every run of this table has rows at {rungs}")
     if space is not None:
         outside = sorted(vid for vid in {v for v, _ in curves} if not space.contains(variants[vid]))
         if outside:
             raise ConfigError(field, str(path), f"a table of the sweep's search space ({space.name})",
                               hint=f"{len(outside)} of its variants are not in it, e.g. {outside[:2]}")
-    at_proxy: dict[str, list[float]] = {}
-    at_long: dict[str, list[float]] = {}
+    out: dict[str, dict[int, list[float]]] = {}
     for (vid, _seed), curve in sorted(curves.items()):
-        at_proxy.setdefault(vid, []).append(curve[rung])
-        at_long.setdefault(vid, []).append(curve[longest])
+        for it, value in curve.items():
+            out.setdefault(vid, {}).setdefault(it, []).append(value)
+    return out, longest
+
+
+def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: SearchSpace | None = None,
+                     field: str = FIELD, reference: str | Path | None = None) -> Fidelity:
+    """Fidelity of ``proxy_rung`` (default: the table's middle rung) against the longest budget.
+
+    The Spearman is taken against the table's own longest rung, or with ``reference`` against that
+    table's longest rung (the variants both hold); a proxy rung that is the table's longest with no
+    reference has nothing to be ranked against (Spearman NaN). Only finished runs count (those
+    evaluated at their table's longest rung), so a table still being written can be read.
+
+    ``space``: every variant of the tables must lie in it (else ConfigError naming the field).
+    """
+    path = Path(table)
+    per_variant, longest = _per_variant(path, field, space)
+    rungs = sorted(set.intersection(*(set(c) for c in per_variant.values())))
+    rung = rungs[len(rungs) // 2 - 1] if proxy_rung is None else int(proxy_rung)
+    if rung not in rungs:
+        raise ConfigError(field, str(path), f"a table evaluated at iteration {rung} (proxy.iterations)",
+                          hint=f"every run of this table has rows at {rungs}")
+    at_proxy = {vid: values[rung] for vid, values in per_variant.items()}
     noisy = [np.asarray(v) for v in at_proxy.values() if len(v) >= 2]
     if not noisy:
         raise ConfigError(field, str(path), "a table with >= 2 seeds of at least one variant (seed noise)")
+    if reference is not None:
+        ref_rows, ref_longest = _per_variant(Path(reference), REFERENCE_FIELD, space)
+        if ref_longest <= rung:
+            raise ConfigError(REFERENCE_FIELD, str(reference), f"a table trained longer than {rung} iterations",
+                              hint=f"its longest rung is {ref_longest}")
+        at_long = {vid: values[ref_longest] for vid, values in ref_rows.items()}
+    else:
+        ref_longest = longest
+        at_long = {vid: values[longest] for vid, values in per_variant.items()} if rung < longest else {}
     ids = sorted(at_proxy)
+    shared = [v for v in ids if v in at_long]
+    if reference is not None and len(shared) < 3:
+        raise ConfigError(REFERENCE_FIELD, str(reference), f"a table holding the variants of {path.name}",
+                          hint=f"it holds {len(shared)} of its {len(ids)} variants")
     proxy_means = np.array([np.mean(at_proxy[v]) for v in ids])
-    long_means = np.array([np.mean(at_long[v]) for v in ids])
     noise = float(np.mean([_std(v) for v in noisy]))
     spread = _std(proxy_means)
     _, counts = np.unique(np.round(proxy_means, 4), return_counts=True)
+    spearman = _spearman(np.array([np.mean(at_proxy[v]) for v in shared]),
+                         np.array([np.mean(at_long[v]) for v in shared]))
     return Fidelity(
-        table=str(path), proxy_rung=rung, longest_rung=longest, variants=len(ids), noise_variants=len(noisy),
+        table=str(path), proxy_rung=rung, longest_rung=ref_longest, variants=len(ids), noise_variants=len(noisy),
         seeds=max(len(v) for v in noisy), seed_noise=noise, spread=spread,
         spread_to_noise=spread / noise if noise > 0 else float("inf"),
-        spearman=_spearman(proxy_means, long_means), tied_at_mode=int(counts.max()),
-        mean_mIoU=float(proxy_means.mean()),
+        spearman=spearman, tied_at_mode=int(counts.max()), mean_mIoU=float(proxy_means.mean()),
+        exact=rung == longest, reference=str(reference) if reference is not None else None,
+        reference_variants=len(shared) if reference is not None else 0,
     )
 
 
@@ -147,27 +183,40 @@ def table_meta(table: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _check_meta(table: str | Path, cfg: SweepConfig, field: str) -> None:
+    """A table that records its settings must be of this sweep's space and proxy settings."""
+    meta = table_meta(table)
+    if meta is None:
+        return
+    theirs: Mapping[str, Any] = meta.get("proxy") or {}
+    ours = cfg.to_dict()["proxy"]
+    differ = [k for k in _SAME_PROXY if k in theirs and _norm(theirs[k]) != _norm(ours.get(k))]
+    if meta.get("space") not in (None, cfg.space.name):
+        raise ConfigError(field, str(table), f"a table of search space {cfg.space.name!r}",
+                          hint=f"it was made for {meta.get('space')!r}")
+    if differ:
+        raise ConfigError(field, str(table), "a table trained with this sweep's proxy settings",
+                          hint=f"proxy.{', proxy.'.join(differ)} differ from the table's")
+
+
 def fidelity_of(cfg: SweepConfig) -> Fidelity | None:
     """The fidelity of ``cfg``'s proxy from the table its YAML names (None when it names none).
 
-    Checked: the table's variants lie in the sweep's space, it has a rung at ``proxy.iterations``,
-    and, when the table records its settings, it was trained with this sweep's proxy settings.
+    Checked for ``proxy.fidelity`` and ``proxy.fidelity_reference``: the table's variants lie in the
+    sweep's space, and, when the table records its settings, it was trained with this sweep's proxy
+    settings; the fidelity table has a rung at ``proxy.iterations``, the reference a longer one.
     """
     table = getattr(cfg.proxy, "fidelity", None)
+    reference = getattr(cfg.proxy, "fidelity_reference", None)
     if not table:
+        if reference:
+            raise ConfigError(REFERENCE_FIELD, reference, "null unless proxy.fidelity names a table",
+                              hint="the reference only ranks the variants of a fidelity table")
         return None
-    meta = table_meta(table)
-    if meta is not None:
-        theirs: Mapping[str, Any] = meta.get("proxy") or {}
-        ours = cfg.to_dict()["proxy"]
-        differ = [k for k in _SAME_PROXY if k in theirs and _norm(theirs[k]) != _norm(ours.get(k))]
-        if meta.get("space") not in (None, cfg.space.name):
-            raise ConfigError(FIELD, str(table), f"a table of search space {cfg.space.name!r}",
-                              hint=f"it was made for {meta.get('space')!r}")
-        if differ:
-            raise ConfigError(FIELD, str(table), "a table trained with this sweep's proxy settings",
-                              hint=f"proxy.{', proxy.'.join(differ)} differ from the table's")
-    return measure_fidelity(table, cfg.proxy.iterations, cfg.space)
+    _check_meta(table, cfg, FIELD)
+    if reference:
+        _check_meta(reference, cfg, REFERENCE_FIELD)
+    return measure_fidelity(table, cfg.proxy.iterations, cfg.space, reference=reference or None)
 
 
 def _norm(value: Any) -> str:
@@ -178,7 +227,9 @@ def fidelity_params(f: Fidelity) -> dict[str, str]:
     """MLflow params of the sweep's parent run."""
     return {"proxy.fidelity.table": Path(f.table).name, "proxy.fidelity.proxy_rung": str(f.proxy_rung),
             "proxy.fidelity.longest_rung": str(f.longest_rung), "proxy.fidelity.variants": str(f.variants),
-            "proxy.fidelity.noise_variants": str(f.noise_variants), "proxy.fidelity.seeds": str(f.seeds)}
+            "proxy.fidelity.noise_variants": str(f.noise_variants), "proxy.fidelity.seeds": str(f.seeds),
+            "proxy.fidelity.exact": str(f.exact).lower(),
+            "proxy.fidelity.reference": Path(f.reference).name if f.reference else "none"}
 
 
 def fidelity_metrics(f: Fidelity) -> dict[str, float]:

@@ -29,6 +29,8 @@ Layout (every section optional except ``name`` and ``proxy.dataset``)::
       train: {}                        # any other TrainConfig section (optimizer, data, runtime...)
       fidelity: null                   # replay table (relative to this YAML): seed noise vs spread at
                                        # `iterations`, checked at load and logged on the parent run
+      fidelity_reference: null         # a longer-budget table of the same variants: the Spearman is
+                                       # taken against its longest rung (needs `fidelity`)
     scheduler: {name: fifo, grace_period: null, reduction_factor: 2, rungs: null}   # fifo | asha | moasha
     replay: null                       # {table: benchmarks/data/<t>.csv}: read val_mIoU, do not train
     tracking: {uri: null, experiment: topnas-sweeps, registered_model: topformer-ade20k}
@@ -174,6 +176,7 @@ class ProxyConfig(Section):
     max_failures: int = 0
     train: dict[str, Any] = field(default_factory=dict)
     fidelity: str | None = None  # a replay table: seed noise vs spread at this budget (sweep.fidelity)
+    fidelity_reference: str | None = None  # a longer-budget table of the same variants: the Spearman's
 
     @classmethod
     def _expand(cls, data: Any) -> Any:
@@ -423,9 +426,10 @@ class SweepConfig:
         if not proxy.dataset and spec.replay is None:
             raise ConfigError("proxy.dataset", "<missing>",
                               "a dataset folder (ADE20K layout; `topnas data fixture` makes a toy one)")
-        if proxy.fidelity:  # relative to the YAML's folder (the demo's table lives beside experiments/)
-            base = Path(source).parent if source else Path.cwd()
-            proxy = dataclasses.replace(proxy, fidelity=resolve_path(proxy.fidelity, relative_to=base))
+        base = Path(source).parent if source else Path.cwd()
+        for key in ("fidelity", "fidelity_reference"):  # relative to the YAML's folder (the demo's tables
+            if getattr(proxy, key):                       # live beside experiments/)
+                proxy = dataclasses.replace(proxy, **{key: resolve_path(getattr(proxy, key), relative_to=base)})
         space, space_source = _load_space(spec.search_space)
         scheduler = spec.asha.scheduler() if spec.asha is not None else spec.scheduler or SchedulerConfig()
         cfg = cls(
