@@ -39,6 +39,12 @@ def params_spearman(table: str | Path) -> dict[int, float]:
     return out
 
 
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it (two tables may share a file name)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default=None, help="default: the demo sweep YAML's proxy.fidelity")
@@ -69,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [dict(measure_fidelity(args.table, r, reference=args.reference).to_dict(), vs_params=capacity[r])
             for r in rungs]
     proxy = measure_fidelity(args.table, rung, reference=args.reference)
-    against = f"{Path(args.reference).name}'s longest rung" if args.reference else "the longest rung"
-    print(f"{Path(args.table).name}: {proxy.variants} finished variants, {proxy.noise_variants} with "
+    against = f"the longest rung of {_shown(args.reference)}" if args.reference else "the longest rung"
+    print(f"{_shown(args.table)}: {proxy.variants} finished variants, {proxy.noise_variants} with "
           f"{proxy.seeds} seeds; Spearman against {against} ({proxy.longest_rung})")
     print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5} "
           f"{'vs_params':>9}")

@@ -59,7 +59,8 @@ def _tiny_sweep_yaml(folder: Path, data: Path) -> Path:
         "workers_per_trial": 1, "cpus_per_worker": 1, "use_gpu": False,
     })
     spec["tracking"] = {"uri": None, "experiment": "topnas-sweeps"}  # MLFLOW_TRACKING_URI from the job env
-    spec["proxy"].pop("fidelity", None)  # the demo's table: another fixture, a path relative to experiments/
+    for key in ("fidelity", "fidelity_reference"):  # the demo's tables: another fixture, paths relative to experiments/
+        spec["proxy"].pop(key, None)
     path = folder / "it_cluster_sweep.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -48,7 +48,8 @@ def world(tmp_path_factory):
     ok = runs / "sweeps" / "s_ok"
     ok.mkdir()
     sweep["name"] = "s_ok"
-    sweep["proxy"].pop("fidelity", None)  # a path relative to the demo YAML's folder
+    for key in ("fidelity", "fidelity_reference"):  # paths relative to the demo YAML's folder
+        sweep["proxy"].pop(key, None)
     (ok / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     SweepState("s_ok", parent.info.run_id, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid",
                  status="finished").save(ok)

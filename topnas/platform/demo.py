@@ -132,7 +132,8 @@ def run_demo(
         fidelity = fidelity_of(cfg)  # what the sweep logged on its parent run, from the same table
         if fidelity is not None:
             echo(f"   {fidelity.summary()}")
-            echo(f"   (measured on {Path(fidelity.table).name}: benchmarks/proxy_fidelity.py prints every rung)")
+            table = Path(fidelity.table)
+            echo(f"   (measured on {table.parent.name}/{table.name}: benchmarks/proxy_fidelity.py prints every rung)")
 
         # 3. front + MLflow UI
         from topnas.platform.pareto_plots import front_table

@@ -149,6 +149,20 @@ def test_the_demo_figure_is_computed_from_the_shipped_table():
     spread = statistics.stdev(statistics.mean(v) for v in at.values())
     assert f.variants == len(at)
     assert f.spread_to_noise == pytest.approx(spread / noise)
+    assert f.exact == (longest == f.proxy_rung)  # the demo's table: runs of exactly its proxy
+    if cfg.proxy.fidelity_reference:  # ranked against the same variants' longest training
+        from scipy.stats import spearmanr
+
+        ref = list(csv.DictReader(open(cfg.proxy.fidelity_reference)))
+        ref_longest = max(int(r["iteration"]) for r in ref)
+        long_at: dict[str, list[float]] = {}
+        for r in ref:
+            if int(r["iteration"]) == ref_longest:
+                long_at.setdefault(r["variant_id"], []).append(float(r["val_mIoU"]))
+        shared = sorted(set(at) & set(long_at))
+        assert f.longest_rung == ref_longest and f.reference_variants == len(shared)
+        expected = spearmanr([statistics.mean(at[v]) for v in shared], [statistics.mean(long_at[v]) for v in shared])
+        assert f.spearman == pytest.approx(expected.statistic)
     assert math.isfinite(f.spearman)
 
 
@@ -175,7 +189,7 @@ def test_an_exact_table_is_ranked_against_its_reference(tmp_path):
     # proxy means 0.2533, 0.46, 0.40, 0.30 -> ranks 1 4 3 2; reference at 20: 0.30, 0.51, 0.45, 0.40 -> 1 4 3 2
     assert f.spearman == pytest.approx(1.0)
     assert not measure_fidelity(reference, 10).exact
-    assert "runs ending there" in f.summary() and "4 variants of replay_test-small.csv" in f.summary()
+    assert "runs ending there" in f.summary() and "Spearman vs 20 iterations 1.00;" in f.summary()
 
 
 def test_a_reference_that_cannot_rank_the_table_fails_with_one_error(tmp_path):

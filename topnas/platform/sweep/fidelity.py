@@ -80,7 +80,7 @@ class Fidelity:
         return (f"proxy fidelity at {self.proxy_rung} iterations ({kind}; {self.variants} variants, "
                 f"{self.noise_variants} x {self.seeds} seeds): spread between variants {self.spread:.4f} = {self.spread_to_noise:.1f}x seed "
                 f"noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} iterations {self.spearman:.2f}"
-                f"{f' ({self.reference_variants} variants of {Path(self.reference).name})' if self.reference else ''}; "
+                f"{f' ({self.reference_variants} variants in both tables)' if self.reference and self.reference_variants != self.variants else ''}; "
                 f"{self.tied_at_mode} variants tied at one mIoU")
 
 
