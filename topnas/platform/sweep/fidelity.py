@@ -77,11 +77,12 @@ class Fidelity:
     def summary(self) -> str:
         """One line for people (the demo prints it)."""
         kind = "runs ending there" if self.exact else f"a rung of {self.longest_rung}-iteration runs"
+        partial = self.reference and self.reference_variants != self.variants
+        shared = f" ({self.reference_variants} variants in both tables)" if partial else ""
         return (f"proxy fidelity at {self.proxy_rung} iterations ({kind}; {self.variants} variants, "
-                f"{self.noise_variants} x {self.seeds} seeds): spread between variants {self.spread:.4f} = {self.spread_to_noise:.1f}x seed "
-                f"noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} iterations {self.spearman:.2f}"
-                f"{f' ({self.reference_variants} variants in both tables)' if self.reference and self.reference_variants != self.variants else ''}; "
-                f"{self.tied_at_mode} variants tied at one mIoU")
+                f"{self.noise_variants} x {self.seeds} seeds): spread between variants {self.spread:.4f} = "
+                f"{self.spread_to_noise:.1f}x seed noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} "
+                f"iterations {self.spearman:.2f}{shared}; {self.tied_at_mode} variants tied at one mIoU")
 
 
 def _std(values: np.ndarray) -> float:
