@@ -11,7 +11,7 @@ import pytest
 
 from topnas.errors import ConfigError
 from topnas.platform.sweep import SweepConfig
-from topnas.platform.sweep.fidelity import fidelity_metrics, fidelity_of, measure_fidelity
+from topnas.platform.sweep.fidelity import fidelity_metrics, fidelity_of, fidelity_params, measure_fidelity
 from topnas.search_spaces import SearchSpace
 
 from .conftest import SPACE, sweep_dict, write_sweep_yaml
@@ -128,6 +128,8 @@ def test_the_parent_run_logs_the_measured_fidelity(tmp_path, test_predictor):
     assert run.data.metrics["proxy_seed_noise"] == pytest.approx(expected.seed_noise)
     assert run.data.metrics["proxy_spearman"] == pytest.approx(expected.spearman)
     assert run.data.params["proxy.fidelity.proxy_rung"] == "10"
+    assert run.data.params["proxy.fidelity.exact"] == "false"  # a rung of longer runs, no reference
+    assert run.data.params["proxy.fidelity.reference"] == "none"
     assert json.loads((cfg.sweep_dir / "proxy_fidelity.json").read_text())["spread"] == pytest.approx(expected.spread)
 
 
@@ -209,7 +211,10 @@ def test_sweep_yaml_names_a_reference_relative_to_itself(tmp_path, test_predicto
     cfg = _cfg(tmp_path, test_predictor, "../exact/replay_test-small.csv",
                **{"proxy.fidelity_reference": "../replay_test-small.csv"})
     assert cfg.proxy.fidelity_reference == str(reference.resolve())
-    assert fidelity_of(cfg) == measure_fidelity(table, 10, reference=reference.resolve())
+    f = fidelity_of(cfg)
+    assert f == measure_fidelity(table, 10, reference=reference.resolve())
+    assert fidelity_params(f)["proxy.fidelity.exact"] == "true"
+    assert fidelity_params(f)["proxy.fidelity.reference"] == "replay_test-small.csv"
     with pytest.raises(ConfigError) as err:  # a reference with no table to rank
         _cfg(tmp_path, test_predictor, None, **{"proxy.fidelity_reference": "../replay_test-small.csv"})
     assert err.value.field == "proxy.fidelity_reference" and "unless proxy.fidelity" in str(err.value)
