@@ -197,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     from topnas.platform.train.loop import LocalSession, TrainJob, run_loop
 
     every = args.iterations // args.rungs
+    from topnas.platform.sweep.fidelity import FIDELITY_KEYS, NO_FIDELITY
     from topnas.platform.train.train_config import parse_override
 
     # the table the sweep YAML may name as its fidelity table is the one being made here
-    sets = {"proxy.fidelity": None, "proxy.fidelity_reference": None, **dict(parse_override(o) for o in args.set)}
+    sets = {**NO_FIDELITY, **dict(parse_override(o) for o in args.set)}
     cfg0 = load_sweep_config(args.sweep, sets)
     space = cfg0.space
     out = Path(args.out).absolute()
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             "rungs": list(range(every, args.iterations + 1, every)), "seed": cfg.seed, "seeds": seeds,
             "noise_variants": [v.id for v in noisy], "variants": [v.id for v in variants],
             "sample_seed": args.sample_seed, "threads": args.threads,
-            "proxy": {k: v for k, v in cfg.to_dict()["proxy"].items() if k not in ("dataset", "fidelity", "fidelity_reference")},
+            "proxy": {k: v for k, v in cfg.to_dict()["proxy"].items() if k not in ("dataset", *FIDELITY_KEYS)},
             "latency_predictor": cfg.latency.predictor or "shipped default", "command": " ".join(sys.argv),
             "git_commit": _git_commit()}
     if paths["meta"].is_file():

@@ -34,11 +34,12 @@ def child(iters: int, runs: int) -> dict[str, float]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     from topnas.platform.sweep import load_sweep_config
+    from topnas.platform.sweep.fidelity import NO_FIDELITY
     from topnas.platform.train.loss import seg_cross_entropy
     from topnas.platform.train.optim import build_optimizer
     from topnas.topformer import TopFormer
 
-    cfg = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml", {"proxy.fidelity": None, "proxy.fidelity_reference": None})
+    cfg = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml", NO_FIDELITY)
     tc = cfg.train_config(cfg.first_variant(), "malloc-bench")
     model = cfg.first_variant().build(norm="BN").train()
     opt = build_optimizer(model, tc.optimizer)

@@ -62,6 +62,7 @@ def main() -> None:
     import ray
 
     from topnas.platform.sweep import Ledger, load_sweep_config, run_sweep
+    from topnas.platform.sweep.fidelity import FIDELITY_KEYS
     from topnas.platform.train import run_training
     from topnas.platform.train.trainer import check_ready
     from topnas.search_spaces import Variant
@@ -77,7 +78,7 @@ def main() -> None:
         seq = load_sweep_config(DEMO, [*common, "name=bench_sequential", f"num_samples={args.trials}",
                                        "max_concurrent=1"])
         raw = {**seq.to_dict(), **narrowed}
-        raw["proxy"] = {**raw["proxy"], "fidelity": None, "fidelity_reference": None}  # the demo's tables cover the whole space only
+        raw["proxy"] = {**raw["proxy"], **dict.fromkeys(FIDELITY_KEYS)}  # the demo's tables cover the whole space only
         seq = type(seq).from_dict(raw)
         t = time.perf_counter()
         run_sweep(seq)

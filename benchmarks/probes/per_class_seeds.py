@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from topnas.platform.sweep import load_sweep_config
+    from topnas.platform.sweep.fidelity import NO_FIDELITY
     from topnas.platform.train import loop as L
     from topnas.platform.train.train_config import FixtureSpec, parse_override
     from topnas.search_spaces.variant import Variant
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     variant = next((v for v in found if v.id == args.variant), None)
     if variant is None:
         raise SystemExit(f"variant: {args.variant!r} is not in {args.variants} ({len(found)} variants)")
-    sets = {"proxy.fidelity": None, "proxy.fidelity_reference": None, **dict(parse_override(o) for o in args.set)}
+    sets = {**NO_FIDELITY, **dict(parse_override(o) for o in args.set)}
     cfg = load_sweep_config(args.sweep, sets)
     work = Path(args.work).absolute()
     if cfg.proxy.fixture:

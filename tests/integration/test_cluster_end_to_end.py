@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from topnas.platform.sweep.fidelity import FIDELITY_KEYS
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +61,7 @@ def _tiny_sweep_yaml(folder: Path, data: Path) -> Path:
         "workers_per_trial": 1, "cpus_per_worker": 1, "use_gpu": False,
     })
     spec["tracking"] = {"uri": None, "experiment": "topnas-sweeps"}  # MLFLOW_TRACKING_URI from the job env
-    for key in ("fidelity", "fidelity_reference"):  # the demo's tables: another fixture, paths relative to experiments/
+    for key in FIDELITY_KEYS:  # the demo's tables: another fixture, paths relative to experiments/
         spec["proxy"].pop(key, None)
     path = folder / "it_cluster_sweep.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

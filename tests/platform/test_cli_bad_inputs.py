@@ -22,6 +22,7 @@ import yaml
 from tests.helpers.mlflow_server import free_port
 from topnas.platform.cli import main
 from topnas.platform.raywatch import descendants
+from topnas.platform.sweep.fidelity import FIDELITY_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if "promoted" not in p.parts)
@@ -48,7 +49,7 @@ def world(tmp_path_factory):
     ok = runs / "sweeps" / "s_ok"
     ok.mkdir()
     sweep["name"] = "s_ok"
-    for key in ("fidelity", "fidelity_reference"):  # paths relative to the demo YAML's folder
+    for key in FIDELITY_KEYS:  # paths relative to the demo YAML's folder
         sweep["proxy"].pop(key, None)
     (ok / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     SweepState("s_ok", parent.info.run_id, exp, uri, {"val_mIoU": 0.0, "latency_ms": 200.0}, "pid",

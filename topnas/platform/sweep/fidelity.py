@@ -45,10 +45,13 @@ if TYPE_CHECKING:
     from topnas.platform.sweep.sweep_config import SweepConfig
     from topnas.search_spaces import SearchSpace
 
-__all__ = ["Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity", "table_meta"]
+__all__ = ["FIDELITY_KEYS", "NO_FIDELITY", "Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity", "table_meta"]
 
 FIELD = "proxy.fidelity"
 REFERENCE_FIELD = "proxy.fidelity_reference"
+# the proxy keys naming tables (paths relative to the sweep YAML); a copy of a sweep elsewhere drops them
+FIDELITY_KEYS = ("fidelity", "fidelity_reference")
+NO_FIDELITY = {f"proxy.{k}": None for k in FIDELITY_KEYS}  # overrides for a sweep that measures none
 # proxy settings that must match between the table's training and the sweep's (the rest is budget)
 _SAME_PROXY = ("fixture", "crop_size", "samples_per_gpu", "val_max_samples", "train")
 

@@ -176,7 +176,7 @@ class ProxyConfig(Section):
     max_failures: int = 0
     train: dict[str, Any] = field(default_factory=dict)
     fidelity: str | None = None  # a replay table: seed noise vs spread at this budget (sweep.fidelity)
-    fidelity_reference: str | None = None  # a longer-budget table of the same variants: the Spearman's
+    fidelity_reference: str | None = None  # a longer-budget table of the same variants (the Spearman's)
 
     @classmethod
     def _expand(cls, data: Any) -> Any:
@@ -427,8 +427,10 @@ class SweepConfig:
             raise ConfigError("proxy.dataset", "<missing>",
                               "a dataset folder (ADE20K layout; `topnas data fixture` makes a toy one)")
         base = Path(source).parent if source else Path.cwd()
-        for key in ("fidelity", "fidelity_reference"):  # relative to the YAML's folder (the demo's tables
-            if getattr(proxy, key):                       # live beside experiments/)
+        from topnas.platform.sweep.fidelity import FIDELITY_KEYS
+
+        for key in FIDELITY_KEYS:  # relative to the YAML's folder (the demo's tables live beside experiments/)
+            if getattr(proxy, key):
                 proxy = dataclasses.replace(proxy, **{key: resolve_path(getattr(proxy, key), relative_to=base)})
         space, space_source = _load_space(spec.search_space)
         scheduler = spec.asha.scheduler() if spec.asha is not None else spec.scheduler or SchedulerConfig()
