@@ -10,22 +10,78 @@ runs on the tracking server and the Optuna study, and asserts:
 * every Optuna trial named by the ledger is in the matching state with the recorded values;
 * the study's own Pareto front (``study.best_trials``) is exactly the front ``topnas pareto show``
   prints (same run ids, each variant once).
+
+:func:`check_runs_opened_and_closed_once` reads the ``MlflowClient`` calls that every process of a
+sweep recorded (``tests/helpers/mlflow_calls``, switched on by :func:`record_mlflow_calls`): each
+trial's run is opened once, by the trial, and closed once, by the driver.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
 import re
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["check_stores_agree", "pareto_show_run_ids"]
+__all__ = ["check_runs_opened_and_closed_once", "check_stores_agree", "pareto_show_run_ids", "read_mlflow_calls",
+           "record_mlflow_calls"]
 
 _MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "failed": ("FAILED", "KILLED"),
                   "infeasible": "FINISHED"}
 _STEP_KEYS = ("loss", "lr", "images_per_s", "val_mIoU", "val_mAcc", "val_aAcc")
+_CALLS_DIR = Path(__file__).resolve().parent / "mlflow_calls"
+_TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+
+
+def record_mlflow_calls(env: Mapping[str, str], calls: Path) -> dict[str, str]:
+    """``env`` plus what makes every Python process started with it record its MlflowClient calls in ``calls``."""
+    root = str(_CALLS_DIR.parents[2])
+    return {**env, "TOPNAS_TEST_MLFLOW_CALLS": str(calls),
+            "PYTHONPATH": os.pathsep.join([str(_CALLS_DIR), root, env.get("PYTHONPATH", "")])}
+
+
+def read_mlflow_calls(calls: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def trials_created(calls: list[dict[str, Any]]) -> Counter:
+    """Trial id -> how many runs were created for it in ``calls``."""
+    return Counter(c["tags"]["topnas.trial_id"] for c in calls
+                   if c["call"] == "create_run" and "topnas.trial_id" in c.get("tags", {}))
+
+
+def check_runs_opened_and_closed_once(records: Mapping[str, Any], calls: list[dict[str, Any]],
+                                      uri: str) -> dict[str, str]:
+    """Per trial of ``records`` (trial id -> ledger record): one run created in ``calls``, by a Ray worker
+    (the trial); its status set terminal once, by the driver; never set back to running; the run's status
+    and ``topnas.status`` tag are the ledger's. Returns trial id -> run id."""
+    from mlflow import MlflowClient
+
+    created = {c["tags"]["topnas.trial_id"]: c for c in calls
+               if c["call"] == "create_run" and "topnas.trial_id" in c.get("tags", {})}
+    per_trial = trials_created(calls)
+    client = MlflowClient(tracking_uri=uri)
+    for trial_id, rec in records.items():
+        assert per_trial[trial_id] == 1, (trial_id, per_trial)
+        run_id = created[trial_id]["run_id"]
+        assert run_id == rec.run_id
+        assert created[trial_id]["ray_worker"], "the trial (a Ray worker) opens its run"
+        closes = [c for c in calls if c["run_id"] == run_id and c["call"] in ("set_terminated", "update_run")
+                  and c["status"] in _TERMINAL]
+        reopens = [c for c in calls if c["run_id"] == run_id and c["call"] == "update_run"
+                   and c["status"] not in _TERMINAL]
+        assert len(closes) == 1 and not reopens, (trial_id, rec.status, closes, reopens)
+        assert not closes[0]["ray_worker"], "the driver closes the run"
+        run = client.get_run(run_id)
+        assert run.info.status == closes[0]["status"]
+        assert run.data.tags["topnas.status"] == rec.status
+    return {t: created[t]["run_id"] for t in records}
 
 
 def pareto_show_run_ids(folder: Path) -> tuple[int, set[str]]:

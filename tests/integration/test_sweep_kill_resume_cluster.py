@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,14 +36,6 @@ STOP = ROOT / "cluster" / "local" / "stop_local_cluster.sh"
 NUM_SAMPLES = 4
 TIMEOUT_S = 900
 
-_WHERE_ACTORS = """
-import json, sys
-from ray.util.state import list_actors, list_nodes
-addr = sys.argv[1]
-heads = {n.node_id for n in list_nodes(address=addr) if n.is_head_node}
-alive = list_actors(address=addr, filters=[("state", "=", "ALIVE")], limit=1000)
-print(json.dumps([[a.class_name, a.node_id in heads] for a in alive]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +68,24 @@ def _env(cluster: dict, home: Path) -> dict[str, str]:
     return env
 
 
-def _actors(cluster: dict, env: dict[str, str]) -> list[tuple[str, bool]]:
-    """(class name, on the head node) of every live actor of the cluster."""
-    res = subprocess.run([sys.executable, "-c", _WHERE_ACTORS, cluster["dashboard_url"]], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return [tuple(x) for x in json.loads(res.stdout.strip().splitlines()[-1])]
+def _state_api(cluster: dict, path: str) -> list[dict]:
+    """One page of the dashboard's state API (``/api/v0/...``), with the cluster's token when it has one."""
+    req = urllib.request.Request(cluster["dashboard_url"] + path)
+    if cluster.get("auth_token_path"):
+        req.add_header("Authorization", "Bearer " + Path(cluster["auth_token_path"]).read_text().strip())
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())["data"]["result"]["result"]
+
+
+def _actors(cluster: dict) -> list[tuple[str, bool]]:
+    """(class name, on the head node) of every live actor of the cluster.
+
+    Over HTTP from this process: the test polls it every second while trials train on 2 cores, and a
+    Python process importing Ray for each poll took a core's worth of seconds from them.
+    """
+    heads = {n["node_id"] for n in _state_api(cluster, "/api/v0/nodes?limit=100") if n["is_head_node"]}
+    alive = _state_api(cluster, "/api/v0/actors?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")
+    return [(a["class_name"], a["node_id"] in heads) for a in alive]
 
 
 def _tail(path: Path) -> str:
@@ -150,7 +155,7 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
     actors), so the workers seen are this driver's. Returns them as (class name, on the head node).
     """
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any("TrainWorker" in n for n, _ in _actors(cluster, env)):
+    while time.monotonic() < deadline and any("TrainWorker" in n for n, _ in _actors(cluster)):
         time.sleep(2)
     with open(log_path, "wb") as log:
         driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -160,7 +165,7 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline and driver.poll() is None:
             if sum(r.status == "completed" for r in ledger.records()) >= after_completed:
-                workers = [(n, head) for n, head in _actors(cluster, env) if "TrainWorker" in n]
+                workers = [(n, head) for n, head in _actors(cluster) if "TrainWorker" in n]
                 if workers:
                     break
             time.sleep(1)

@@ -1,7 +1,9 @@
 """A replayed sweep with MO-ASHA through real Ray Tune: SIGKILLed mid-way, resumed, then read back.
 
 Trials read the synthetic table (no training; 0.5 s per evaluation so the kill lands mid-sweep).
-Checked: the ledger, rungs.jsonl, MLflow child statuses and rung tags, the Optuna states, and
+Checked: the ledger, rungs.jsonl, MLflow child statuses and rung tags on a real ``mlflow server``
+(each run opened once by its trial and closed once by the driver, early-stopped or not: the case where
+the trial, ``run_training`` and the driver all used to close it), the Optuna states, and
 `topnas pareto show --rung`. Starts Ray twice (marked integration).
 """
 from __future__ import annotations
@@ -16,6 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.sweep_checks import (
+    check_runs_opened_and_closed_once,
+    read_mlflow_calls,
+    record_mlflow_calls,
+    trials_created,
+)
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep.moasha import RUNG_FILE, RungLog
 
@@ -33,18 +41,21 @@ def _tail(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def replayed(tmp_path_factory, test_predictor, replay_table):
+def replayed(tmp_path_factory, test_predictor, replay_table, mlflow_server_uri):
     root = tmp_path_factory.mktemp("replay_it")
     data = replay_sweep_dict(root, test_predictor, replay_table, name="replay_kill", num_samples=NUM_SAMPLES,
-                             **{"replay.delay_s": 0.5})
+                             **{"replay.delay_s": 0.5, "tracking.uri": mlflow_server_uri,
+                                "tracking.experiment": "replay-kill"})
     cfg = SweepConfig.from_dict(data)
     yaml_path = write_sweep_yaml(root / "replay_kill.yaml", data)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     env["TOPNAS_HOME"] = str(root / "home")
     cmd = [sys.executable, "-m", "topnas", "sweep"]
     logs = root / "first.log", root / "resume.log"
+    calls = root / "first_calls.jsonl", root / "resume_calls.jsonl"
     with open(logs[0], "wb") as log:
-        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT, env=env, stdout=log,
+        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT,
+                                env=record_mlflow_calls(env, calls[0]), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     ledger = Ledger(cfg.sweep_dir)
     try:
@@ -63,8 +74,8 @@ def replayed(tmp_path_factory, test_predictor, replay_table):
     before = {r.trial_id: r for r in ledger.records()}
     rungs_before = len(RungLog(cfg.sweep_dir).entries())
     with open(logs[1], "wb") as log:
-        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT,
+                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc = resumed.wait(timeout=TIMEOUT_S)
         finally:
@@ -73,11 +84,11 @@ def replayed(tmp_path_factory, test_predictor, replay_table):
             except ProcessLookupError:
                 pass
     assert rc == 0, _tail(logs[1])
-    return cfg, before, rungs_before, logs
+    return cfg, before, rungs_before, logs, calls
 
 
 def test_ledger_and_rungs_after_kill_and_resume(replayed):
-    cfg, before, rungs_before, _ = replayed
+    cfg, before, rungs_before, *_ = replayed
     records = Ledger(cfg.sweep_dir).records()
     trained = [r for r in records if r.status in ("completed", "early_stopped")]
     assert len(trained) == NUM_SAMPLES and len({r.trial_id for r in records}) == len(records)
@@ -174,3 +185,21 @@ def test_predictor_provenance_on_runs_table_and_plot(replayed, capsys):
     assert f"latency_ms priced by {info['label']}" in out and info["provenance"] in out
     html = (cfg.sweep_dir / "pareto" / "pareto_front.html").read_text()
     assert f"predicted latency (ms; {info['label']})" in html
+
+
+def test_each_replayed_trial_opens_and_closes_its_run_once(replayed):
+    """Early-stopped or not, per trial one driver ran from start to end (see test_sweep_integration)."""
+    from topnas.platform.sweep.layout import SweepState
+
+    cfg, before, _, _, calls = replayed
+    uri = SweepState.load(cfg.sweep_dir).tracking_uri
+    first, resumed = (read_mlflow_calls(p) for p in calls)
+    records = {r.trial_id: r for r in Ledger(cfg.sweep_dir).records()}
+    runs = check_runs_opened_and_closed_once(before, first, uri)
+    assert not {c["run_id"] for c in resumed} & set(runs.values()), "the resume touched a finished trial's run"
+    fresh = {t: r for t, r in records.items()  # trained by the resume (an abandoned trial never started)
+             if t not in trials_created(first) and r.status in ("completed", "early_stopped")}
+    check_runs_opened_and_closed_once(fresh, resumed, uri)
+    checked = [*before.values(), *fresh.values()]
+    assert len(checked) >= NUM_SAMPLES - 2  # at most max_concurrent trials span the kill
+    assert {r.status for r in checked} >= {"completed"}

@@ -3,7 +3,8 @@
 One sweep (4 trained trials, 2 at a time, 12 iterations of 64x64 crops each, a latency budget that
 rejects some proposals) is started with the CLI in its own process group, SIGKILLed once two trials
 have finished, and finished with ``topnas sweep --resume``. The tests then read what it left: the
-trial ledger, the Optuna study, the MLflow runs and artifacts on the tracking server.
+trial ledger, the Optuna study, the MLflow runs and artifacts on the tracking server, and the
+``MlflowClient`` calls every process of each driver made (``tests/helpers/mlflow_calls``).
 """
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers.sweep_checks import (
+    check_runs_opened_and_closed_once,
+    read_mlflow_calls,
+    record_mlflow_calls,
+    trials_created,
+)
 from topnas.platform import pareto as P
-from topnas.platform.sweep import Ledger, SweepConfig
-from topnas.platform.sweep import estimates
 from topnas.platform.objectives import OBJECTIVES
+from topnas.platform.sweep import Ledger, SweepConfig, estimates
 from topnas.platform.sweep.layout import SweepState
 
 from .conftest import sweep_dict, write_sweep_yaml
@@ -43,6 +49,7 @@ class SweepRun:
     before_kill: dict  # trial id -> record, finished before the kill
     budget: float
     logs: tuple[Path, Path]
+    calls: tuple[Path, Path]  # MlflowClient calls of the first driver's processes, of the resumed driver's
     left_after_kill: list[str]  # processes of the killed driver's session still alive AGENTS_GONE_S later
 
 
@@ -114,9 +121,11 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
     env["TOPNAS_HOME"] = str(root / "home")
     cmd = [sys.executable, "-m", "topnas", "sweep"]
     first_log, second_log = root / "first.log", root / "resume.log"
+    calls = root / "first_calls.jsonl", root / "resume_calls.jsonl"
 
     with open(first_log, "wb") as log:
-        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT, env=env, stdout=log,
+        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT,
+                                env=record_mlflow_calls(env, calls[0]), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     ledger = Ledger(cfg.sweep_dir)
     try:
@@ -136,14 +145,14 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
     before = {r.trial_id: r for r in ledger.records() if r.status != "infeasible"}
 
     with open(second_log, "wb") as log:
-        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT,
+                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc = resumed.wait(timeout=SWEEP_TIMEOUT_S)
         finally:
             _kill_group(resumed.pid)
     assert rc == 0, f"resume failed ({rc}):\n{_tail(second_log)}"
-    return SweepRun(cfg, cfg.sweep_dir, mlflow_server_uri, before, budget, (first_log, second_log), left)
+    return SweepRun(cfg, cfg.sweep_dir, mlflow_server_uri, before, budget, (first_log, second_log), calls, left)
 
 
 def _client(uri):
@@ -301,3 +310,26 @@ def test_every_store_agrees_after_kill_and_resume(sweep_run):
 
     counts = check_stores_agree(sweep_run.folder, sweep_run.uri)
     assert counts["steps"] > 0 and counts["front"] >= 1
+
+
+def test_each_trial_opens_and_closes_its_run_once(sweep_run):
+    """The trial (a Ray worker) opens its run, the driver closes it: once each, with the config logged once.
+
+    Checked for every trial that one driver ran from start to end: those finished before the kill (which
+    the resumed driver must not touch) and those the resume started. A trial training at the kill spans
+    both drivers; check_stores_agree covers it.
+    """
+    first, resumed = (read_mlflow_calls(p) for p in sweep_run.calls)
+    assert first and resumed, "no MlflowClient call was recorded"
+    records = {r.trial_id: r for r in Ledger(sweep_run.folder).records() if r.status != "infeasible"}
+    before = {t: records[t] for t in sweep_run.before_kill}
+    assert len(before) >= 2
+    runs = check_runs_opened_and_closed_once(before, first, sweep_run.uri)
+    assert not {c["run_id"] for c in resumed} & set(runs.values()), "the resume touched a finished trial's run"
+    fresh = {t: r for t, r in records.items()  # trained by the resume (an abandoned trial never started)
+             if t not in trials_created(first) and r.status == "completed"}
+    runs.update(check_runs_opened_and_closed_once(fresh, resumed, sweep_run.uri))
+    for run_id in runs.values():  # params and config logged once, when the trial opened the run
+        configs = [c for c in first + resumed if c["run_id"] == run_id and c["call"] == "log_artifact"
+                   and c["file"] == "train_config.yaml"]
+        assert len(configs) == 1, configs
