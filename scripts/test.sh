@@ -15,6 +15,10 @@ fi
 unit=0 integration=0
 echo "[test] unit tests (not integration), 2 workers"
 "${pytest[@]}" --durations=10 -m "not integration" -n 2 || unit=$?
+if [ -n "${TOPNAS_CI_CHROMIUM_DONE:-}" ]; then  # .ci/run's background Chromium install
+  echo "[test] waiting for the Chromium install that .ci/run started"
+  while [ ! -e "$TOPNAS_CI_CHROMIUM_DONE" ]; do sleep 2; done
+fi
 echo "[test] integration tests, one at a time"
 "${pytest[@]}" --durations=25 -m integration || integration=$?
 echo "[test] unit: exit ${unit}; integration: exit ${integration}"
