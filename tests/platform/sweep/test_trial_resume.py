@@ -29,7 +29,7 @@ def test_a_finished_replayed_trial_is_reported_from_its_record(tmp_path, test_pr
     experiment = client.create_experiment("resume")
     parent = client.create_run(experiment, run_name="sweep").info.run_id
     table = load_replay(cfg)
-    variant_id = sorted(table.curves)[0]
+    variant_id = min(table.curves)
     variant, curve = table.variants[variant_id], table.curves[variant_id]
     estimate = estimates.predict(estimates.load_predictor(test_predictor), variant)
     config = {**table.points[variant_id],
