@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 __all__ = ["check_runs_opened_and_closed_once", "check_stores_agree", "pareto_show_run_ids", "read_mlflow_calls",
-           "record_mlflow_calls"]
+           "record_mlflow_calls", "trials_created"]
 
 _MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "failed": ("FAILED", "KILLED"),
                   "infeasible": "FINISHED"}

@@ -37,7 +37,6 @@ NUM_SAMPLES = 4
 TIMEOUT_S = 900
 
 
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("ray-kill")

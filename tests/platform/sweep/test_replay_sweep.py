@@ -75,7 +75,8 @@ def replayed(tmp_path_factory, test_predictor, replay_table, mlflow_server_uri):
     rungs_before = len(RungLog(cfg.sweep_dir).entries())
     with open(logs[1], "wb") as log:
         resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT,
-                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             rc = resumed.wait(timeout=TIMEOUT_S)
         finally:

@@ -146,7 +146,8 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
 
     with open(second_log, "wb") as log:
         resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT,
-                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             rc = resumed.wait(timeout=SWEEP_TIMEOUT_S)
         finally:

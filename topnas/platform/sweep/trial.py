@@ -103,10 +103,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     extra = {"variant_id": variant.id, **{k: meta[k] for k in ("latency_ms", "latency_lo", "latency_hi")}}
     tracker = SweepTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, cfg.name)
     existing = tracker.child_of_trial(trial_id)
-    replay = _recorded_result(tracker, existing, cfg.proxy.iterations) if existing is not None else None
-    if replay is not None:  # its run is closed: neither reopened nor trained (or replayed) again
+    recorded = _recorded_result(tracker, existing, cfg.proxy.iterations) if existing is not None else None
+    if recorded is not None:  # its run is closed: neither reopened nor trained (or replayed) again
         log.info("trial %s: already trained (run %s); reporting its recorded result", trial_id, existing.info.run_id)
-        tune.report({**replay, **extra})
+        tune.report({**recorded, **extra})
         return
     if cfg.replay is not None:  # read the benchmark table instead of training (replay.py)
         from topnas.platform.sweep.replay import run_replay_trial
