@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["check_runs_opened_and_closed_once", "check_stores_agree", "pareto_show_run_ids", "read_mlflow_calls",
+__all__ = ["check_runs_across_a_kill", "check_runs_opened_and_closed_once", "check_stores_agree", "pareto_show_run_ids", "read_mlflow_calls",
            "record_mlflow_calls", "trials_created"]
 
 _MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "failed": ("FAILED", "KILLED"),
@@ -83,6 +83,23 @@ def check_runs_opened_and_closed_once(records: Mapping[str, Any], calls: list[di
         assert run.data.tags["topnas.status"] == rec.status
     return {t: created[t]["run_id"] for t in records}
 
+
+
+def check_runs_across_a_kill(before: Mapping[str, Any], records: Mapping[str, Any], calls: tuple[list, list],
+                             uri: str, trained: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
+    """:func:`check_runs_opened_and_closed_once` for every trial that one driver ran from start to end.
+
+    ``before``: the trials finished before the kill, checked in the first driver's ``calls[0]``; the
+    resumed driver must not touch their runs. The trials the resume started (a status in ``trained``:
+    an abandoned trial never started) are checked in ``calls[1]``. A trial training at the kill spans
+    both drivers; :func:`check_stores_agree` covers it. Returns (trial id -> run id, the resume's trials).
+    """
+    first, resumed = calls
+    runs = check_runs_opened_and_closed_once(before, first, uri)
+    assert not {c["run_id"] for c in resumed} & set(runs.values()), "the resume touched a finished trial's run"
+    fresh = {t: r for t, r in records.items() if t not in trials_created(first) and r.status in trained}
+    runs.update(check_runs_opened_and_closed_once(fresh, resumed, uri))
+    return runs, fresh
 
 def pareto_show_run_ids(folder: Path) -> tuple[int, set[str]]:
     """``(exit code, run ids in the table)`` of ``topnas pareto show <folder>`` run through the CLI main."""

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.sweep_checks import (
-    check_runs_opened_and_closed_once,
+    check_runs_across_a_kill,
     read_mlflow_calls,
     record_mlflow_calls,
-    trials_created,
 )
 from topnas.platform.sweep import Ledger, SweepConfig
 from topnas.platform.sweep.moasha import RUNG_FILE, RungLog
@@ -194,13 +193,9 @@ def test_each_replayed_trial_opens_and_closes_its_run_once(replayed):
 
     cfg, before, _, _, calls = replayed
     uri = SweepState.load(cfg.sweep_dir).tracking_uri
-    first, resumed = (read_mlflow_calls(p) for p in calls)
     records = {r.trial_id: r for r in Ledger(cfg.sweep_dir).records()}
-    runs = check_runs_opened_and_closed_once(before, first, uri)
-    assert not {c["run_id"] for c in resumed} & set(runs.values()), "the resume touched a finished trial's run"
-    fresh = {t: r for t, r in records.items()  # trained by the resume (an abandoned trial never started)
-             if t not in trials_created(first) and r.status in ("completed", "early_stopped")}
-    check_runs_opened_and_closed_once(fresh, resumed, uri)
+    _, fresh = check_runs_across_a_kill(before, records, tuple(read_mlflow_calls(p) for p in calls), uri,
+                                        ("completed", "early_stopped"))
     checked = [*before.values(), *fresh.values()]
     assert len(checked) >= NUM_SAMPLES - 2  # at most max_concurrent trials span the kill
     assert {r.status for r in checked} >= {"completed"}

@@ -21,10 +21,9 @@ import pandas as pd
 import pytest
 
 from tests.helpers.sweep_checks import (
-    check_runs_opened_and_closed_once,
+    check_runs_across_a_kill,
     read_mlflow_calls,
     record_mlflow_calls,
-    trials_created,
 )
 from topnas.platform import pareto as P
 from topnas.platform.objectives import OBJECTIVES
@@ -314,22 +313,14 @@ def test_every_store_agrees_after_kill_and_resume(sweep_run):
 
 
 def test_each_trial_opens_and_closes_its_run_once(sweep_run):
-    """The trial (a Ray worker) opens its run, the driver closes it: once each, with the config logged once.
-
-    Checked for every trial that one driver ran from start to end: those finished before the kill (which
-    the resumed driver must not touch) and those the resume started. A trial training at the kill spans
-    both drivers; check_stores_agree covers it.
-    """
+    """The trial (a Ray worker) opens its run, the driver closes it: once each, with the config logged once
+    (for every trial one driver ran from start to end: check_runs_across_a_kill)."""
     first, resumed = (read_mlflow_calls(p) for p in sweep_run.calls)
     assert first and resumed, "no MlflowClient call was recorded"
     records = {r.trial_id: r for r in Ledger(sweep_run.folder).records() if r.status != "infeasible"}
     before = {t: records[t] for t in sweep_run.before_kill}
     assert len(before) >= 2
-    runs = check_runs_opened_and_closed_once(before, first, sweep_run.uri)
-    assert not {c["run_id"] for c in resumed} & set(runs.values()), "the resume touched a finished trial's run"
-    fresh = {t: r for t, r in records.items()  # trained by the resume (an abandoned trial never started)
-             if t not in trials_created(first) and r.status == "completed"}
-    runs.update(check_runs_opened_and_closed_once(fresh, resumed, sweep_run.uri))
+    runs, _ = check_runs_across_a_kill(before, records, (first, resumed), sweep_run.uri, ("completed",))
     for run_id in runs.values():  # params and config logged once, when the trial opened the run
         configs = [c for c in first + resumed if c["run_id"] == run_id and c["call"] == "log_artifact"
                    and c["file"] == "train_config.yaml"]
