@@ -42,6 +42,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers.sessions import kill_session, run_to_end, start_in_session, tail
 from tests.helpers.sweep_checks import check_stores_agree
 from tests.platform.sweep.conftest import sweep_dict, write_predictor, write_sweep_yaml
 from topnas.platform.sweep import Ledger, SweepConfig
@@ -358,17 +359,6 @@ def _actors(cluster: dict) -> list[tuple[str, bool]]:
     return [(a["class_name"], a["node_id"] in heads) for a in alive]
 
 
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else "<no log>"
-
-
-def _kill_session(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def test_driver_killed_while_trials_train_on_the_worker_node(cluster, mlflow_server_uri, tmp_path):
     from mlflow import MlflowClient
 
@@ -396,18 +386,12 @@ def test_driver_killed_while_trials_train_on_the_worker_node(cluster, mlflow_ser
     _kill_while_training(resume, tmp_path / "resume1.log", env, cluster, ledger, after_completed=0)
     # 3. the second resume finishes the sweep
     resume_log = tmp_path / "resume2.log"
-    with open(resume_log, "wb") as log:
-        resumed = subprocess.Popen(resume, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            rc = resumed.wait(timeout=TIMEOUT_S)
-        finally:
-            _kill_session(resumed.pid)
-    assert rc == 0, f"resume failed ({rc}):\n{_tail(resume_log)}"
+    rc = run_to_end(resume, resume_log, env, TIMEOUT_S)
+    assert rc == 0, f"resume failed ({rc}):\n{tail(resume_log)}"
 
     counts = check_stores_agree(cfg.sweep_dir, mlflow_server_uri)
     records = {r.trial_id: r for r in ledger.records()}
-    assert sum(r.status == "completed" for r in records.values()) == NUM_SAMPLES, _tail(resume_log)
+    assert sum(r.status == "completed" for r in records.values()) == NUM_SAMPLES, tail(resume_log)
     assert all(r.status == "completed" or r.reason.startswith("abandoned") for r in records.values())
     for trial_id in training:  # the trials training at the kill ended, the same way everywhere (checked above)
         assert trial_id in records
@@ -427,9 +411,7 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any("TrainWorker" in n for n, _ in _actors(cluster)):
         time.sleep(2)
-    with open(log_path, "wb") as log:
-        driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    driver = start_in_session(argv, log_path, env)
     workers: list[tuple[str, bool]] = []
     try:
         deadline = time.monotonic() + TIMEOUT_S
@@ -439,12 +421,12 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
                 if workers:
                     break
             time.sleep(1)
-        assert driver.poll() is None, f"the driver ended before it could be killed:\n{_tail(log_path)}"
-        assert workers, f"no trial trained within {TIMEOUT_S} s:\n{_tail(log_path)}"
+        assert driver.poll() is None, f"the driver ended before it could be killed:\n{tail(log_path)}"
+        assert workers, f"no trial trained within {TIMEOUT_S} s:\n{tail(log_path)}"
         os.kill(driver.pid, signal.SIGKILL)  # while Ray Train workers of its trials run
         driver.wait(timeout=30)
     finally:
-        _kill_session(driver.pid)
+        kill_session(driver.pid)
     return workers
 
 

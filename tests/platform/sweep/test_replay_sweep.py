@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.sessions import kill_session, run_to_end, start_in_session, tail
 from tests.helpers.sweep_checks import (
     check_runs_across_a_kill,
     read_mlflow_calls,
@@ -30,13 +29,8 @@ from .conftest import replay_sweep_dict, write_sweep_yaml
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 NUM_SAMPLES = 8
 TIMEOUT_S = 900
-
-
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else "<no log>"
 
 
 @pytest.fixture(scope="module")
@@ -52,38 +46,23 @@ def replayed(tmp_path_factory, test_predictor, replay_table, mlflow_server_uri):
     cmd = [sys.executable, "-m", "topnas", "sweep"]
     logs = root / "first.log", root / "resume.log"
     calls = root / "first_calls.jsonl", root / "resume_calls.jsonl"
-    with open(logs[0], "wb") as log:
-        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT,
-                                env=record_mlflow_calls(env, calls[0]), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_in_session([*cmd, str(yaml_path), "--num-cpus", "2"], logs[0], record_mlflow_calls(env, calls[0]))
     ledger = Ledger(cfg.sweep_dir)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline and proc.poll() is None and len(ledger.records()) < 2:
             time.sleep(0.3)
-        assert proc.poll() is None, f"the sweep ended before it could be killed:\n{_tail(logs[0])}"
-        assert len(ledger.records()) >= 2, _tail(logs[0])
+        assert proc.poll() is None, f"the sweep ended before it could be killed:\n{tail(logs[0])}"
+        assert len(ledger.records()) >= 2, tail(logs[0])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the local Ray the driver started
-        except ProcessLookupError:
-            pass
+        kill_session(proc.pid)  # the local Ray the driver started
     before = {r.trial_id: r for r in ledger.records()}
     rungs_before = len(RungLog(cfg.sweep_dir).entries())
-    with open(logs[1], "wb") as log:
-        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT,
-                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            rc = resumed.wait(timeout=TIMEOUT_S)
-        finally:
-            try:
-                os.killpg(resumed.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    assert rc == 0, _tail(logs[1])
+    rc = run_to_end([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], logs[1],
+                    record_mlflow_calls(env, calls[1]), TIMEOUT_S)
+    assert rc == 0, tail(logs[1])
     return cfg, before, rungs_before, logs, calls
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers.sessions import kill_session, run_to_end, start_in_session, tail
 from tests.helpers.sweep_checks import (
     check_runs_across_a_kill,
     read_mlflow_calls,
@@ -34,7 +34,6 @@ from .conftest import sweep_dict, write_sweep_yaml
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 NUM_SAMPLES = 4
 SWEEP_TIMEOUT_S = 900
 AGENTS_GONE_S = 20  # raywatch: grace 2 s + SIGTERM, SIGKILL 3 s later
@@ -50,10 +49,6 @@ class SweepRun:
     logs: tuple[Path, Path]
     calls: tuple[Path, Path]  # MlflowClient calls of the first driver's processes, of the resumed driver's
     left_after_kill: list[str]  # processes of the killed driver's session still alive AGENTS_GONE_S later
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else "<no log>"
 
 
 def _describe(pid: str) -> str:
@@ -96,13 +91,6 @@ def _wait_session_empty(sid: int, timeout_s: float) -> list[str]:
     return _session_processes(sid)
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture(scope="module")
 def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
     root = tmp_path_factory.mktemp("sweep_it")
@@ -122,10 +110,7 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
     first_log, second_log = root / "first.log", root / "resume.log"
     calls = root / "first_calls.jsonl", root / "resume_calls.jsonl"
 
-    with open(first_log, "wb") as log:
-        proc = subprocess.Popen([*cmd, str(yaml_path), "--num-cpus", "2"], cwd=ROOT,
-                                env=record_mlflow_calls(env, calls[0]), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_in_session([*cmd, str(yaml_path), "--num-cpus", "2"], first_log, record_mlflow_calls(env, calls[0]))
     ledger = Ledger(cfg.sweep_dir)
     try:
         deadline = time.monotonic() + SWEEP_TIMEOUT_S
@@ -133,25 +118,19 @@ def sweep_run(tmp_path_factory, mlflow_server_uri, test_predictor) -> SweepRun:
             if sum(r.status == "completed" for r in ledger.records()) >= 2:
                 break
             time.sleep(0.5)
-        assert proc.poll() is None, f"the sweep ended before it could be killed:\n{_tail(first_log)}"
+        assert proc.poll() is None, f"the sweep ended before it could be killed:\n{tail(first_log)}"
         done = [r for r in ledger.records() if r.status == "completed"]
-        assert len(done) >= 2, f"no two trials finished in {SWEEP_TIMEOUT_S} s:\n{_tail(first_log)}"
+        assert len(done) >= 2, f"no two trials finished in {SWEEP_TIMEOUT_S} s:\n{tail(first_log)}"
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
         proc.wait(timeout=30)
         left = _wait_session_empty(proc.pid, AGENTS_GONE_S)
     finally:
-        _kill_group(proc.pid)  # what Ray left of the first driver's local cluster
+        kill_session(proc.pid)  # what Ray left of the first driver's local cluster
     before = {r.trial_id: r for r in ledger.records() if r.status != "infeasible"}
 
-    with open(second_log, "wb") as log:
-        resumed = subprocess.Popen([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], cwd=ROOT,
-                                   env=record_mlflow_calls(env, calls[1]), stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            rc = resumed.wait(timeout=SWEEP_TIMEOUT_S)
-        finally:
-            _kill_group(resumed.pid)
-    assert rc == 0, f"resume failed ({rc}):\n{_tail(second_log)}"
+    rc = run_to_end([*cmd, "--resume", str(cfg.sweep_dir), "--num-cpus", "2"], second_log,
+                    record_mlflow_calls(env, calls[1]), SWEEP_TIMEOUT_S)
+    assert rc == 0, f"resume failed ({rc}):\n{tail(second_log)}"
     return SweepRun(cfg, cfg.sweep_dir, mlflow_server_uri, before, budget, (first_log, second_log), calls, left)
 
 
