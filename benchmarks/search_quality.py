@@ -5,7 +5,8 @@ budget), ``nsga2``, ``nsga2_asha`` (mIoU-only ASHA), ``nsga2_moasha`` (MO-ASHA),
 ``--quick``, ``gp`` (each GP proposal refits Gaussian processes on every finished trial, about ten
 times NSGA-II's CPU per trial - compare ``--methods gp --seeds 1`` with ``--methods nsga2 --seeds 1``
 - so its ten seeds alone overrun the quick run's 3 minutes on 2 cores); ``--seeds`` sampler seeds each. Each run replays the benchmark table
-(``benchmarks/data/<t>.csv`` + ``<t>.variants.json``, see ``topnas/platform/sweep/replay.py``):
+(default: the demo sweep's 960-iteration table, ``proxy.fidelity_reference``; ``<t>.csv`` + its variants file, see
+``topnas/platform/sweep/replay.py``):
 a trial's ``val_mIoU`` at every evaluation comes from the table, latency from the predictor.
 
 Compute is counted in training iterations (a stopped trial costs the iterations it ran). The
@@ -309,16 +310,20 @@ def _complete_subset(table: Path, work: Path) -> tuple[Path, int, int]:
 
 
 def _default_table() -> Path | None:
+    """The demo sweep's long-budget table (its ``proxy.fidelity_reference``): the demo's own space and fixture."""
+    import yaml
+
     from topnas.platform.sweep.replay import variants_path
 
-    tables = sorted((ROOT / "benchmarks" / "data").glob("*.csv"), key=lambda p: p.stat().st_mtime)
-    tables = [t for t in tables if variants_path(t).is_file()]
-    return tables[-1] if tables else None
+    demo = ROOT / "experiments" / "sweep_demo_fixture.yaml"
+    ref = (yaml.safe_load(demo.read_text()).get("proxy") or {}).get("fidelity_reference")
+    table = (demo.parent / ref).resolve() if ref else None
+    return table if table is not None and table.is_file() and variants_path(table).is_file() else None
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--table", help="replay table CSV (default: the newest under benchmarks/data with variants)")
+    ap.add_argument("--table", help="replay table CSV (default: the demo sweep's proxy.fidelity_reference, its 960-iteration table)")
     ap.add_argument("--synthetic", type=int, metavar="N", help="use a made-up table of N variants instead")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), help="default: all (--quick: all but gp)")
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         table = Path(args.table) if args.table else _default_table()
         if table is None:
-            sys.exit("no replay table under benchmarks/data (give --table or --synthetic N)")
+            sys.exit("the demo sweep names no long-budget table (proxy.fidelity_reference): give --table or --synthetic N")
     source = table
     table, _, n_in_file = _complete_subset(table, work)
     space, iterations, every = _table_layout(table)
