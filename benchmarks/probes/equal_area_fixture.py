@@ -11,7 +11,8 @@ so the objects cover as much of an image as before; the random draws are the sam
 remaining arguments, e.g.
 
     python benchmarks/probes/equal_area_fixture.py /tmp/ea_work --iterations 420 --rungs 7 \
-        --variants 14 --noise-variants 6 --seeds 3 --out /tmp/ea
+        --variants 14 --noise-variants 6 --seeds 3 --out /tmp/ea \
+        --set search_space.num_classes=10 --set proxy.fixture.classes=10   # the fixture written here
     python benchmarks/proxy_fidelity.py --table /tmp/ea/replay_fixture-small.csv --rung 420
 
 Result: benchmarks/data/README.md ("Proxy changes tried").

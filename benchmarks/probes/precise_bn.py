@@ -10,7 +10,8 @@ proxy and, at the last evaluation, also evaluates the same weights with statisti
 * ``crops``: over ``--bn-batches`` batches of the training pipeline (training crops);
 * ``whole``: over every training image through the test pipeline (whole images at test scale).
 
-    python benchmarks/probes/precise_bn.py tf-3cf351a076 tf-892d1c4abb --seeds 0 1 2 --work /tmp/pbn
+    python benchmarks/probes/precise_bn.py tf-3cf351a076 tf-892d1c4abb --seeds 0 1 2 --work /tmp/pbn \
+        --set search_space.num_classes=10 --set proxy.fixture.classes=10    # the 10-class variants file
 
 Result: benchmarks/data/README.md ("Proxy changes tried").
 """
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("variants", nargs="+", help="variant ids of --variants-file")
     ap.add_argument("--variants-file", default=str(VARIANTS))
     ap.add_argument("--sweep", default=str(ROOT / "experiments" / "sweep_demo_fixture.yaml"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="sweep-config override")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--bn-batches", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
@@ -65,16 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     from topnas.platform.sweep import load_sweep_config
     from topnas.platform.sweep.fidelity import NO_FIDELITY
     from topnas.platform.train import loop as L
-    from topnas.platform.train.train_config import FixtureSpec
+    from topnas.platform.train.train_config import FixtureSpec, parse_override
     from topnas.search_spaces.variant import Variant
 
     found = {v.id: v for v in (Variant.from_json(ln) for ln in Path(args.variants_file).read_text().splitlines()
                                 if ln.strip())}
-    cfg = load_sweep_config(args.sweep, dict(NO_FIDELITY))
+    sets = {**NO_FIDELITY, **dict(parse_override(o) for o in args.set)}
+    cfg = load_sweep_config(args.sweep, sets)
     work = Path(args.work).absolute()
     out = work / "fixture"
     FixtureSpec.from_dict(dict(cfg.proxy.fixture), "proxy.fixture").ensure(out)
-    cfg = load_sweep_config(args.sweep, {**NO_FIDELITY, "proxy.dataset": str(out)})
+    cfg = load_sweep_config(args.sweep, {**sets, "proxy.dataset": str(out)})
     evaluate = L.evaluate
     for vid in args.variants:
         variant = found[vid]
