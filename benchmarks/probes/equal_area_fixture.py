@@ -27,32 +27,36 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from topnas.platform.data import fixture as F  # noqa: E402
+
 AREA = 0.75  # x size**2: rectangle 1.0, ellipse 0.79, triangle 0.47 in the demo fixture
+OWN_SHAPE_MASK = F._shape_mask
+
+
+# a shape's area as a multiple of size**2 in the demo fixture (triangle: 3 sqrt(3) / 4 (0.6 size)**2)
+NATIVE_AREA = {"rectangle": 1.0, "ellipse": np.pi / 4, "triangle": 3 * 3 ** 0.5 / 4 * 0.6 ** 2}
+
+
+class _ScaledSize:
+    """The generator a shape is drawn with, its first draw (the shape's size) scaled by ``k``."""
+
+    def __init__(self, rng: np.random.Generator, k: float) -> None:
+        self._rng, self._k, self._first = rng, k, True
+
+    def uniform(self, *args, **kwargs):
+        value = self._rng.uniform(*args, **kwargs)
+        if self._first:
+            self._first = False
+            return value * self._k
+        return value
 
 
 def equal_area_mask(shape: str, hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    h, w = hw
-    size = rng.uniform(0.2, 0.55) * min(h, w)
-    aspect = rng.uniform(0.65, 1.55)
-    cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    if shape == "rectangle":  # area (k size)^2
-        k = AREA ** 0.5
-        return (np.abs(yy - cy) <= k * size * aspect / 2) & (np.abs(xx - cx) <= k * size / aspect / 2)
-    if shape == "ellipse":  # area pi/4 (k size)^2
-        k = (AREA / (np.pi / 4)) ** 0.5
-        return ((yy - cy) / (k * size * aspect / 2)) ** 2 + ((xx - cx) / (k * size / aspect / 2)) ** 2 <= 1.0
-    rot = rng.uniform(0, 2 * np.pi)  # triangle: area about 3 sqrt(3) / 4 r^2
-    radius = size * (AREA / (3 * 3 ** 0.5 / 4)) ** 0.5
-    angles = rot + np.array([0.0, 2.0944, 4.1888]) + rng.uniform(-0.3, 0.3, 3)
-    vy, vx = cy + radius * np.sin(angles), cx + radius * np.cos(angles)
-    s = np.stack([(vx[(i + 1) % 3] - vx[i]) * (yy - vy[i]) - (vy[(i + 1) % 3] - vy[i]) * (xx - vx[i])
-                  for i in range(3)])
-    return np.all(s >= 0, axis=0) | np.all(s <= 0, axis=0)
+    """The demo fixture's shape, its size scaled so that its expected area is ``AREA * size**2``."""
+    return OWN_SHAPE_MASK(shape, hw, _ScaledSize(rng, (AREA / NATIVE_AREA[shape]) ** 0.5))
 
 
 def main(argv: list[str]) -> None:
-    from topnas.platform.data import fixture as F
     from topnas.platform.train.train_config import FixtureSpec
 
     work, rest = argv[0], argv[1:]
