@@ -56,17 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="output (default: <table dir>/proxy_fidelity_<table stem>.json)")
     args = ap.parse_args(argv)
 
-    import yaml
-
+    from topnas.platform.sweep import load_sweep_config
     from topnas.platform.sweep.fidelity import measure_fidelity
     from topnas.platform.sweep.replay import read_table
 
-    demo = yaml.safe_load(DEMO_YAML.read_text())["proxy"]
-    rung = args.rung or int(demo["iterations"])
-    if args.table is None:  # the demo's own figure: its tables, relative to the YAML
-        args.table = str((DEMO_YAML.parent / demo["fidelity"]).resolve())
-        if args.reference is None and demo.get("fidelity_reference"):
-            args.reference = str((DEMO_YAML.parent / demo["fidelity_reference"]).resolve())
+    demo = load_sweep_config(DEMO_YAML).proxy  # its tables resolved against the YAML's folder
+    rung = args.rung or demo.iterations
+    if args.table is None:  # the demo's own figure
+        args.table = demo.fidelity
+        if args.reference is None and demo.fidelity_reference:
+            args.reference = demo.fidelity_reference
     curves, _ = read_table(args.table)
     longest = max(max(c) for c in curves.values())
     finished = [c for c in curves.values() if longest in c]

@@ -311,13 +311,11 @@ def _complete_subset(table: Path, work: Path) -> tuple[Path, int, int]:
 
 def _default_table() -> Path | None:
     """The demo sweep's long-budget table (its ``proxy.fidelity_reference``): the demo's own space and fixture."""
-    import yaml
-
+    from topnas.platform.sweep import load_sweep_config
     from topnas.platform.sweep.replay import variants_path
 
-    demo = ROOT / "experiments" / "sweep_demo_fixture.yaml"
-    ref = (yaml.safe_load(demo.read_text()).get("proxy") or {}).get("fidelity_reference")
-    table = (demo.parent / ref).resolve() if ref else None
+    ref = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml").proxy.fidelity_reference
+    table = Path(ref) if ref else None
     return table if table is not None and table.is_file() and variants_path(table).is_file() else None
 
 

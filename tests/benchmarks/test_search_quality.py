@@ -104,3 +104,17 @@ def test_diagnose_runs_each_part_in_a_sweep_of_its_own(table, capsys):
     assert set(out) == {"random", "nsga2_moasha", "random_moasha", "nsga2_moasha_oracle_rungs",
                         "random_moasha_oracle_rungs"}
     assert all(values["trials_started"] > 0 for values in out.values())  # no run reads another's ledger
+
+
+def test_default_table_is_the_demo_sweeps_long_budget_table():
+    import yaml
+
+    from topnas.platform.sweep.replay import read_table
+
+    demo = ROOT / "experiments" / "sweep_demo_fixture.yaml"
+    proxy = yaml.safe_load(demo.read_text())["proxy"]
+    table = _script()._default_table()
+    assert table == (demo.parent / proxy["fidelity_reference"]).resolve()
+    curves, _ = read_table(table)  # longer than the demo's proxy budget, at several rungs
+    assert max(max(c) for c in curves.values()) > proxy["iterations"]
+    assert len(curves) >= 48

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,13 +38,25 @@ def start_in_session(argv: Sequence[str], log: Path, env: Mapping[str, str]) -> 
                                 start_new_session=True)
 
 
-def run_to_end(argv: Sequence[str], log: Path, env: Mapping[str, str], timeout_s: float) -> int:
+def run_to_end(argv: Sequence[str], log: Path, env: Mapping[str, str], timeout_s: float,
+               diagnose: Callable[[], str] | None = None) -> int:
     """Run ``argv`` (e.g. ``topnas sweep --resume``) to its end; then kill what its session left.
 
-    Returns the exit code; raises :class:`subprocess.TimeoutExpired` after ``timeout_s``.
+    Returns the exit code. After ``timeout_s`` the test fails with the end of ``log`` and whatever
+    ``diagnose()`` says (say, the cluster's actors and the sweep's own log), gathered while the hung
+    process is still alive: a bare TimeoutExpired tells nothing about where it hung.
     """
     proc = start_in_session(argv, log, env)
     try:
         return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        extra = ""
+        if diagnose is not None:
+            try:
+                extra = diagnose()
+            except Exception as exc:  # noqa: BLE001 - the timeout is the failure to report
+                extra = f"<diagnose failed: {exc!r}>"
+        pytest.fail(f"{' '.join(argv[-4:])} still running after {timeout_s:.0f} s\n--- its log:\n{tail(log)}"
+                    f"\n{extra}", pytrace=False)
     finally:
         kill_session(proc.pid)

@@ -385,8 +385,10 @@ def test_driver_killed_while_trials_train_on_the_worker_node(cluster, mlflow_ser
     # 2. its resume, killed again while the resumed trials train
     _kill_while_training(resume, tmp_path / "resume1.log", env, cluster, ledger, after_completed=0)
     # 3. the second resume finishes the sweep
+    _wait_for_dead_drivers_workers(cluster)
     resume_log = tmp_path / "resume2.log"
-    rc = run_to_end(resume, resume_log, env, TIMEOUT_S)
+    rc = run_to_end(resume, resume_log, env, TIMEOUT_S,
+                    diagnose=lambda: _diagnose(cluster, cfg.sweep_dir, tmp_path.parent))
     assert rc == 0, f"resume failed ({rc}):\n{tail(resume_log)}"
 
     counts = check_stores_agree(cfg.sweep_dir, mlflow_server_uri)
@@ -405,12 +407,10 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
                          after_completed: int) -> list[tuple[str, bool]]:
     """Start a driver, SIGKILL it once >= ``after_completed`` trials finished and Train workers run.
 
-    Waits first until no Train worker of an earlier driver is alive (the cluster ends a dead driver's
-    actors), so the workers seen are this driver's. Returns them as (class name, on the head node).
+    Waits first until no Train worker of an earlier driver is alive, so the workers seen are this
+    driver's. Returns them as (class name, on the head node).
     """
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any("TrainWorker" in n for n, _ in _actors(cluster)):
-        time.sleep(2)
+    _wait_for_dead_drivers_workers(cluster)
     driver = start_in_session(argv, log_path, env)
     workers: list[tuple[str, bool]] = []
     try:
@@ -428,6 +428,41 @@ def _kill_while_training(argv: list[str], log_path: Path, env: dict[str, str], c
     finally:
         kill_session(driver.pid)
     return workers
+
+
+def _wait_for_dead_drivers_workers(cluster: dict, timeout_s: float = 120) -> None:
+    """Wait until no Train worker of a killed driver is alive (the cluster ends them, asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any("TrainWorker" in n for n, _ in _actors(cluster)):
+        time.sleep(2)
+
+
+BOX = ("\u2502", "\u256d", "\u2570", "\u251c")  # the box-drawing characters Tune's tables start lines with
+
+
+def _diagnose(cluster: dict, sweep_dir: Path, basetemp: Path) -> str:
+    """What a hung driver left to read: the cluster's live actors and placement groups, the end of
+    the sweep's own log (Tune's trial table, Train's scheduling retries) and of the MLflow server's."""
+    parts = []
+    try:
+        actors = _state_api(cluster, "/api/v0/actors?limit=1000")
+        parts.append("--- actors not DEAD:\n" + "\n".join(
+            f"{a['class_name']} {a['state']} node={(a.get('node_id') or '-')[:8]} job={a.get('job_id')}"
+            for a in actors if a["state"] != "DEAD"))
+        pgs = _state_api(cluster, "/api/v0/placement_groups?limit=1000")
+        parts.append("--- placement groups:\n" + "\n".join(
+            f"{g.get('name') or (g.get('placement_group_id') or '-')[:8]} {g.get('state')} job={g.get('creator_job_id')} "
+            f"bundles={g.get('bundles')}" for g in pgs))
+    except Exception as exc:  # noqa: BLE001 - report what can be read
+        parts.append(f"--- state API failed: {exc!r}")
+    logs = sorted((sweep_dir / "logs").glob("*.log"))
+    if logs:  # without Tune's boxed tables of trial configs, which fill any tail
+        lines = [ln for ln in logs[-1].read_text(errors="replace").splitlines() if not ln.startswith(BOX)]
+        parts.append(f"--- {logs[-1].name} (boxed tables left out):\n" + "\n".join(lines)[-6000:])
+    servers = sorted(basetemp.glob("mlflow_server*/server*.log"), key=lambda p: p.stat().st_mtime)
+    if servers:
+        parts.append(f"--- {servers[-1]}:\n{tail(servers[-1], 2000)}")
+    return "\n".join(parts)
 
 
 def _running_children(client, sweep_dir: Path, done) -> list[str]:
