@@ -8,8 +8,9 @@ Builds the official backbone + SimpleHead from the checkout exactly as the opt-i
 mmcv + mmengine), from the official local_configs (SyncBN -> BN, ``num_classes`` 8), sets every
 weight with ``tests.helpers.topformer_goldens.deterministic_weights`` and runs every case of
 ``CASES`` (3 presets, eval and train mode, 64x64 and 96x80, three more injection types, c2t
-strides 1 and 4). Saves float32 logits (and, in train mode, BN running-stat sums and gradient
-norms) plus the official commit in one compressed npz; nothing of the official code is stored.
+strides 1 and 4). Saves the logits (float32 in eval mode, float64 in train mode, which runs in
+float64) and, in train mode, BN running-stat sums and gradient norms, plus the official commit, in
+one compressed npz; nothing of the official code is stored.
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             head["dropout_ratio"] = overrides["dropout_ratio"]
         model = _build_official(lib, preset, head, **backbone)
         for what, value in run_case(model, name, mode, size, batch).items():
-            arrays[case_key(name, what)] = np.asarray(value, dtype=np.float32 if what == "logits" else np.float64)
+            single = what == "logits" and mode == "eval"
+            arrays[case_key(name, what)] = np.asarray(value, dtype=np.float32 if single else np.float64)
         print(f"{name}: logits {tuple(arrays[case_key(name, 'logits')].shape)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)

@@ -25,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+from tests.helpers.sessions import tail
+
 __all__ = ["mlflow_server", "free_port"]
 
 
@@ -107,10 +109,10 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, log_path: 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = _tail(log_path)
-            if "address already in use" in tail.lower():
-                raise _AddressInUse(tail)
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{tail}")
+            end = tail(log_path)
+            if "address already in use" in end.lower():
+                raise _AddressInUse(end)
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{end}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -118,7 +120,7 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, log_path: 
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         time.sleep(0.25)
-    raise TimeoutError(f"mlflow server not healthy at {url} after {timeout_s:.0f} s:\n{_tail(log_path)}")
+    raise TimeoutError(f"mlflow server not healthy at {url} after {timeout_s:.0f} s:\n{tail(log_path)}")
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -153,10 +155,3 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return "<no log>"

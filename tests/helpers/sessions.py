@@ -19,8 +19,11 @@ __all__ = ["kill_session", "run_to_end", "start_in_session", "tail"]
 
 
 def tail(path: Path, n: int = 4000) -> str:
-    """The end of a log for an assertion message."""
-    return path.read_text(errors="replace")[-n:] if path.exists() else "<no log>"
+    """The end of a log for an assertion message (``<no log>`` when it cannot be read)."""
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "<no log>"
 
 
 def kill_session(pid: int) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.sessions import kill_session
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,10 +77,7 @@ def test_agents_die_with_a_killed_driver():
         proc.wait(timeout=30)
         left = _wait_empty(proc.pid, 20)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(proc.pid)
     assert left == [], left
 
 
@@ -88,10 +87,7 @@ def test_nothing_left_after_shutdown_and_release():
     try:
         left = _session(proc.pid)  # release() waited for the watchdog: nothing of Ray remains
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(proc.pid)
     assert left == [], left
 
 

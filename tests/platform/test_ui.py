@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.mlflow_server import free_port
+from tests.helpers.sessions import kill_session
 from topnas.platform.cli import main
 from topnas.platform.raywatch import descendants
 
@@ -124,9 +125,8 @@ def test_ui_serves_mlflow_and_dashboard_and_ctrl_c_stops_both(tmp_path):
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", p)) != 0, f"port {p} still answers"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_session(proc.pid)  # and whatever its group left
+        proc.wait()
     if not HAS_DASHBOARD:
         pytest.skip("optuna-dashboard is not installed (pip install -e '.[test]'): its half was not checked")
 

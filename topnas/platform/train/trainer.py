@@ -196,8 +196,6 @@ def _check_cluster(cfg: TrainConfig) -> None:
                                    f"or scaling.cpus_per_worker")
 
 
-
-
 # ----------------------------------------------------------------------------- the job
 def run_training(
     cfg: TrainConfig,
