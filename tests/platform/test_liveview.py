@@ -7,10 +7,12 @@ import json
 from topnas.platform.console import Console
 from topnas.platform.liveview import (
     FRONT_ROWS,
+    StartupWaits,
     read_sweep,
     read_train,
     render_sweep,
     render_train,
+    startup_wait_line,
     trial_line,
     watch,
     watch_sweep,
@@ -170,3 +172,52 @@ def test_our_warnings_on_a_terminal_go_above_the_block(tmp_path, monkeypatch):
         logging.getLogger("topnas.platform.sweep.callback").error("could not record finished trial t1")
         console.close_block()
     assert console.lines_written == 1  # the error went through the console, which redrew its block below it
+
+
+RETRY = ("(TrainController pid=1) ray.train.v2._internal.exceptions.WorkerGroupStartupTimeoutError: The worker "
+         "group startup timed out after 10.0 seconds waiting for 2 workers. Potential causes include: ...\n")
+
+
+def test_startup_waits_reads_only_what_was_appended_and_whole_lines(tmp_path):
+    log = tmp_path / "sweep.log"
+    log.write_text("Trial status: 2 PENDING\n" + RETRY[:60])  # a line cut mid-way by the read
+    waits = StartupWaits(log, "proxy.workers_per_trial")
+    assert waits.poll() == []
+    with open(log, "a") as f:
+        f.write(RETRY[60:] + "unrelated\n")
+    assert waits.poll() == [(10.0, 2)]
+    assert waits.poll() == []  # read once
+    with open(log, "a") as f:
+        f.write(RETRY.replace("10.0 seconds waiting for 2", "60.0 seconds waiting for 4"))
+    assert waits.poll() == [(60.0, 4)]
+    assert StartupWaits(None, "x").poll() == [] and StartupWaits(tmp_path / "missing.log", "x").poll() == []
+
+
+def test_the_console_says_when_trials_wait_for_resources(tmp_path):
+    folder = _sweep(tmp_path / "s", [], started=("a", "b"))
+    log = tmp_path / "x.log"
+    log.write_text(RETRY * 3)  # what Ray forwarded while both trials wait for CPUs
+    out = io.StringIO()
+    with watch_sweep(Console(out, log_path=log), folder, "s", 2):
+        pass
+    notes = [line for line in out.getvalue().splitlines() if "waiting for resources" in line]
+    assert notes == [startup_wait_line((10.0, 2), "proxy.workers_per_trial, proxy.cpus_per_worker, max_concurrent")]
+    assert "2 Ray Train worker(s) could not all start within 10 s" in notes[0]  # one note, not one per line
+    quiet = io.StringIO()
+    log.write_text("nothing about resources\n")
+    with watch_sweep(Console(quiet, log_path=log), folder, "s", 2):
+        pass
+    assert "waiting for resources" not in quiet.getvalue()
+
+
+def test_notes_about_waiting_come_at_most_every_so_often(tmp_path):
+    log = tmp_path / "x.log"
+    out = io.StringIO()
+    console = Console(out, log_path=log)
+    waits = StartupWaits(log, "scaling.num_workers", every_s=300)
+    for elapsed in (10, 70, 130, 400):  # a retry a minute
+        with open(log, "a") as f:
+            f.write(RETRY)
+        waits.note(console, elapsed)
+    notes = [line for line in out.getvalue().splitlines() if "waiting for resources" in line]
+    assert len(notes) == 2 and all("see scaling.num_workers and the log" in n for n in notes)  # at 10 s and 400 s

@@ -3,7 +3,9 @@
 A sweep's view reads its folder only: ``trials.jsonl`` through :func:`topnas.platform.sweep.load_trials`
 (finished, early-stopped, failed and infeasible trials, the front) and Tune's per-trial folders
 (``tune/<trial id>/``, made when a trial starts: running = started and not in the ledger). A
-training run's view reads the ``trainer_state.json`` of its newest checkpoint. Nothing here talks
+training run's view reads the ``trainer_state.json`` of its newest checkpoint. Both also read what
+the session log gained since the last tick, to say when Ray Train's workers wait for resources
+(:class:`StartupWaits`); otherwise such a run only looks slow. Nothing here talks
 to Ray or MLflow, so the view cannot slow or break the run; a file read half-written is read again
 on the next tick.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +30,8 @@ from topnas.platform.objectives import ABANDONED_PREFIX, TrialStatus
 from topnas.platform.pareto import finite_or_none
 from topnas.platform.sweep.layout import SweepFolder
 
-__all__ = ["FRONT_ROWS", "SweepSnapshot", "TrainSnapshot", "read_sweep", "read_train", "render_sweep",
-           "render_train", "trial_line", "watch", "watch_sweep", "watch_train"]
+__all__ = ["FRONT_ROWS", "StartupWaits", "SweepSnapshot", "TrainSnapshot", "read_sweep", "read_train",
+           "render_sweep", "render_train", "startup_wait_line", "trial_line", "watch", "watch_sweep", "watch_train"]
 
 FRONT_ROWS = 8  # the live front shows at most this many members (fastest first); the final table has all
 POLL_S = 1.0
@@ -121,6 +124,64 @@ def trial_line(row: dict[str, Any]) -> str:
     return text
 
 
+# Ray Train's controller, when a trial's workers cannot all be placed within its startup timeout
+# (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, 60 s by default); it retries without limit, so a sweep
+# whose trials wait for CPUs that never come looks merely slow unless someone reads the log.
+_STARTUP_TIMEOUT = re.compile(rb"worker group startup timed out after ([0-9.]+) seconds waiting for (\d+) workers")
+WAIT_NOTE_EVERY_S = 300.0  # while trials keep waiting, say so again at most this often
+
+
+class StartupWaits:
+    """Ray Train's "worker group startup timed out" retries, read from the session log as it grows.
+
+    Only the bytes appended since the last :meth:`poll` are read (a line cut by the read is kept for
+    the next one), so a log of any size costs a tick no more than what was written meanwhile.
+    :meth:`note` turns them into a console line, at most every ``every_s`` seconds.
+    """
+
+    def __init__(self, log_path: str | Path | None, fields: str, every_s: float = WAIT_NOTE_EVERY_S) -> None:
+        self.path = Path(log_path) if log_path else None
+        self.fields = fields  # the config fields that size a trial's or run's workers
+        self.every_s = every_s
+        self._offset = 0
+        self._partial = b""
+        self._waits: list[tuple[float, int]] = []
+        self._noted_at: float | None = None
+
+    def poll(self) -> list[tuple[float, int]]:
+        """(timeout in s, workers asked for) of each matching log line since the last call (Ray logs
+        one retry on several lines)."""
+        if self.path is None:
+            return []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return []
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        found = (_STARTUP_TIMEOUT.search(line) for line in lines)
+        return [(float(m.group(1)), int(m.group(2))) for m in found if m]
+
+    def note(self, console: Console, elapsed_s: float) -> None:
+        """Print :func:`startup_wait_line` when retries were logged and the last note is old enough."""
+        self._waits.extend(self.poll())
+        if self._waits and (self._noted_at is None or elapsed_s - self._noted_at >= self.every_s):
+            console.line(startup_wait_line(self._waits[-1], self.fields))
+            self._waits.clear()
+            self._noted_at = elapsed_s
+
+
+def startup_wait_line(wait: tuple[float, int], fields: str) -> str:
+    """The console's line for a Ray Train startup retry: what waits, for how long, what to check."""
+    timeout_s, workers = wait
+    return (f"  waiting for resources: {workers} Ray Train worker(s) could not all start within {timeout_s:g} s "
+            f"and Ray keeps retrying. Other work may hold the CPUs/GPUs, or the cluster lacks them: see "
+            f"{fields} and the log")
+
+
 @contextlib.contextmanager
 def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples: int) -> Iterator[None]:
     """Show the sweep's live view on ``console`` while the body runs (a resumed sweep too)."""
@@ -128,6 +189,7 @@ def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples:
     first = read_sweep(folder, name, num_samples)
     seen = {str(r["trial_id"]) for r in first.finished}
     done_at_start = first.done
+    startup = StartupWaits(console.log_path, "proxy.workers_per_trial, proxy.cpus_per_worker, max_concurrent")
 
     def tick(elapsed: float) -> list[str]:
         snap = read_sweep(folder, name, num_samples)
@@ -138,6 +200,7 @@ def watch_sweep(console: Console, sweep_dir: str | Path, name: str, num_samples:
             if str(row["trial_id"]) not in seen:
                 seen.add(str(row["trial_id"]))
                 console.line(trial_line(row))
+        startup.note(console, elapsed)
         return render_sweep(snap, elapsed, done_at_start)
 
     with watch(console, tick):
@@ -173,12 +236,14 @@ def render_train(snap: TrainSnapshot, elapsed_s: float, start_iteration: int = 0
 @contextlib.contextmanager
 def watch_train(console: Console, run_dir: str | Path, name: str, max_iters: int) -> Iterator[None]:
     start = read_train(run_dir, name, max_iters).iteration
+    startup = StartupWaits(console.log_path, "scaling.num_workers, scaling.cpus_per_worker, scaling.use_gpu")
 
     def tick(elapsed: float) -> list[str]:
         snap = read_train(run_dir, name, max_iters)
         if snap.iteration > start or Path(run_dir).is_dir():
             console.started = True
             console.announce_log()
+        startup.note(console, elapsed)
         return render_train(snap, elapsed, start)
 
     with watch(console, tick):
