@@ -80,10 +80,11 @@ def run_case(model: nn.Module, name: str, mode: str, size: tuple[int, int], batc
             return {"logits": model(x).numpy()}
     # Train mode in float64. Batch statistics of small maps and the unscaled attention make a
     # randomly weighted network's train step chaotic: in float32 a 1e-6 relative change of the input
-    # moves logits by whole units, so float32 goldens only held on the CPU that made them (another
-    # instruction set's summation order broke them). In float64 at 96x80, a 1e-14 change moves logits
-    # by <1e-7 and gradient norms by <1e-2 (relative): rounding differences stay far below the
-    # tolerances, and a wrong operator still moves everything by whole units.
+    # moves some logit by 0.16-3400 times its value (benchmarks/probes/golden_sensitivity.py), so
+    # float32 goldens only held on the CPU that made them (another CPU's summation order broke them).
+    # In float64 at 96x80, a 1e-14 change moves logits by <1e-8 and gradient norms by <3e-3 of their
+    # value: rounding differences stay far below the tolerances, while a wrong operator still moves
+    # everything by whole units.
     model.train().double()
     x = x.double()
     threads = torch.get_num_threads()
