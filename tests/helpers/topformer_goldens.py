@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CASES", "NUM_CLASSES", "case_key", "deterministic_weights", "grad_weights", "inputs_of", "run_case"]
+__all__ = ["CASES", "NUM_CLASSES", "case_key", "deterministic_weights", "grad_weights", "inputs_of", "run_case", "train_step"]
 
 NUM_CLASSES = 8  # small logits; the head's classifier is the only layer that depends on it
 # (name, preset, mode, (H, W), batch, overrides in our config field names)
@@ -85,14 +85,20 @@ def run_case(model: nn.Module, name: str, mode: str, size: tuple[int, int], batc
     # In float64 at 96x80, a 1e-14 change moves logits by <1e-8 and gradient norms by <3e-3 of their
     # value: rounding differences stay far below the tolerances, while a wrong operator still moves
     # everything by whole units.
-    model.train().double()
-    x = x.double()
+    return train_step(model, x, name, torch.float64)
+
+
+def train_step(model: nn.Module, x: torch.Tensor, name: str, dtype: torch.dtype) -> dict[str, Any]:
+    """One seeded train forward + backward of ``model`` (weights already set) on ``x``, in ``dtype``:
+    logits, per-buffer BN running sums and per-parameter gradient norms."""
+    model.train().to(dtype)
+    x = x.to(dtype)
     threads = torch.get_num_threads()
     torch.set_num_threads(GOLDEN_THREADS)  # drop-path masks depend on the thread count
     try:
         torch.manual_seed(zlib.crc32(name.encode()))
         out = model(x)
-        (out * grad_weights(out.shape, name).double()).sum().backward()
+        (out * grad_weights(out.shape, name).to(dtype)).sum().backward()
     finally:
         torch.set_num_threads(threads)
     sd = model.state_dict()
