@@ -13,7 +13,8 @@ Outputs, under ``--out`` (``<space>`` is the search space's name):
 * ``replay_<space>.csv``: ``variant_id,seed,iteration,val_mIoU,latency_ms,macs,params``, one row per
   evaluation, appended (and flushed) as soon as it is measured;
 * ``replay_<space>_variants.jsonl``: one :meth:`Variant.to_json` per line, in training order;
-* ``replay_<space>_meta.json``: budget, rungs, seeds, proxy settings, sweep YAML, git commit.
+* ``replay_<space>_meta.json``: budget, rungs, seeds, proxy settings, sweep YAML, git commit (and
+  ``extensions``: the commands and commits that later added seeds, ``--seeds`` / ``--all-seeds``).
 
 Killing it loses nothing: rows already written stay, every run checkpoints at each evaluation
 (under ``--work``) and a restart resumes the unfinished run from its last checkpoint, skipping rows
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=48, help="variants trained at the sweep seed")
     ap.add_argument("--noise-variants", type=int, default=6, help="of those, how many get extra seeds")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per noise variant (the sweep seed + the next ones)")
+    ap.add_argument("--all-seeds", type=int, default=1,
+                    help="seeds of every other variant (the first of the noise variants' seeds)")
     ap.add_argument("--iterations", type=int, default=240, help="the long budget (iterations)")
     ap.add_argument("--rungs", type=int, default=8, help="evaluations per run, every iterations/rungs")
     ap.add_argument("--sample-seed", type=int, default=0, help="seed of the variant sample")
@@ -186,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--rungs: {args.rungs} does not divide --iterations {args.iterations}")
     if not 1 <= args.noise_variants <= args.variants or args.seeds < 1:
         raise SystemExit("--noise-variants: 1..--variants; --seeds: >= 1")
+    if not 1 <= args.all_seeds <= args.seeds:
+        raise SystemExit(f"--all-seeds: 1..--seeds ({args.seeds})")
 
     import tempfile
 
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"space": space.name, "num_classes": space.num_classes, "sweep_yaml": _repo_relative(Path(args.sweep)),
             "iterations": args.iterations, "eval_interval": every,
             "rungs": list(range(every, args.iterations + 1, every)), "seed": cfg.seed, "seeds": seeds,
+            "all_seeds": seeds[:args.all_seeds],
             "noise_variants": [v.id for v in noisy], "variants": [v.id for v in variants],
             "sample_seed": args.sample_seed, "threads": args.threads,
             "proxy": {k: v for k, v in cfg.to_dict()["proxy"].items() if k not in ("dataset", *FIDELITY_KEYS)},
@@ -236,18 +242,26 @@ def main(argv: list[str] | None = None) -> int:
             "git_commit": _git_commit()}
     if paths["meta"].is_file():
         old = json.loads(paths["meta"].read_text())
-        same = ("space", "iterations", "eval_interval", "seeds", "variants", "noise_variants", "proxy")
+        same = ("space", "iterations", "eval_interval", "variants", "noise_variants", "proxy")
         diff = [k for k in same if old.get(k) != meta[k]]
+        # more seeds extend a table: its runs stay valid
+        diff += [k for k in ("seeds", "all_seeds") if meta[k][:len(old.get(k, [cfg.seed]))] != old.get(k, [cfg.seed])]
         if diff:
             raise SystemExit(f"{paths['meta']}: an existing table was made with other settings ({', '.join(diff)}); "
                              "choose another --out or delete it")
         meta["git_commit"] = old.get("git_commit", meta["git_commit"])
+        meta["command"] = old.get("command", meta["command"])
+        meta["extensions"] = old.get("extensions", [])
+        if (meta["seeds"], meta["all_seeds"]) != (old.get("seeds"), old.get("all_seeds", [cfg.seed])):
+            meta["extensions"].append({"seeds": meta["seeds"], "all_seeds": meta["all_seeds"],
+                                       "command": " ".join(sys.argv), "git_commit": _git_commit()})
     out.mkdir(parents=True, exist_ok=True)
     paths["meta"].write_text(json.dumps(meta, indent=2) + "\n")
     paths["variants"].write_text("".join(v.to_json() + "\n" for v in variants))
 
-    # the noise variants at every seed first, then the rest at the sweep seed
-    jobs = [(v, s) for v in noisy for s in seeds] + [(v, cfg.seed) for v in variants if v.id not in {x.id for x in noisy}]
+    # the noise variants at every seed first, then the rest at the sweep seed (and --all-seeds more)
+    jobs = [(v, s) for v in noisy for s in seeds] + [(v, s) for s in meta["all_seeds"] for v in variants
+                                                     if v.id not in {x.id for x in noisy}]
     done = read_done(paths["csv"])
     writer = TableWriter(paths["csv"])
     complexity: dict[str, dict[str, int]] = {}

@@ -12,6 +12,7 @@ numbers to a JSON file.
 
     python benchmarks/proxy_fidelity.py            # the demo's tables (proxy.fidelity, proxy.fidelity_reference)
     python benchmarks/proxy_fidelity.py --table t.csv --rung 60 --json out.json
+    python benchmarks/proxy_fidelity.py --table t.csv --seeds-per-trial 2   # a proxy that averages 2 seeds
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                          "when --table is not given)")
     ap.add_argument("--rung", type=int, default=None,
                     help="the proxy budget (iterations); default: proxy.iterations of the demo sweep YAML")
+    ap.add_argument("--seeds-per-trial", type=int, default=1, metavar="K",
+                    help="score a variant by the mean of K seeds (the table's seeds in groups of K)")
     ap.add_argument("--json", default=None, help="output (default: <table dir>/proxy_fidelity_<table stem>.json)")
     args = ap.parse_args(argv)
 
@@ -71,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     finished = [c for c in curves.values() if longest in c]
     rungs = sorted(set.intersection(*(set(c) for c in finished)))
     capacity = params_spearman(args.table)
-    rows = [dict(measure_fidelity(args.table, r, reference=args.reference).to_dict(), vs_params=capacity[r])
-            for r in rungs]
-    proxy = measure_fidelity(args.table, rung, reference=args.reference)
+    k = args.seeds_per_trial
+    rows = [dict(measure_fidelity(args.table, r, reference=args.reference, seeds_per_trial=k).to_dict(),
+                 vs_params=capacity[r]) for r in rungs]
+    proxy = measure_fidelity(args.table, rung, reference=args.reference, seeds_per_trial=k)
     against = f"the longest rung of {_shown(args.reference)}" if args.reference else "the longest rung"
+    score = f"; a variant's score is the mean of {k} seeds" if k > 1 else ""
     print(f"{_shown(args.table)}: {proxy.variants} finished variants, {proxy.noise_variants} with "
-          f"{proxy.seeds} seeds; Spearman against {against} ({proxy.longest_rung})")
+          f"{proxy.seeds} seeds{score}; Spearman against {against} ({proxy.longest_rung})")
     print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5} "
           f"{'vs_params':>9}")
     for r in rows:

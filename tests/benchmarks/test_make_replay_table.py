@@ -56,6 +56,21 @@ def test_table_files_and_a_resumed_run(tmp_path, keep_torch_threads):
     again = _rows(table)
     assert sorted(map(tuple, (r.values() for r in again))) == sorted(map(tuple, (r.values() for r in rows)))
 
+    # more seeds extend the table: the noise variant gets seed 2, every other variant seed 1; nothing retrained
+    at = args.index("--seeds") + 1
+    more = args[:at] + ["3"] + args[at + 1:] + ["--all-seeds", "2"]
+    assert mrt.main(more) == 0
+    grown = _rows(table)
+    assert grown[:len(again)] == again
+    noisy = json.loads((tmp_path / "out" / "replay_fixture-small_meta.json").read_text())["noise_variants"][0]
+    added = {(r["variant_id"], r["seed"]) for r in grown[len(again):]}
+    assert added == {(noisy, "2")} | {(vid, "1") for vid, _ in runs if vid != noisy}
+    meta = json.loads((tmp_path / "out" / "replay_fixture-small_meta.json").read_text())
+    assert meta["seeds"] == [0, 1, 2] and meta["all_seeds"] == [0, 1]
+    assert [e["seeds"] for e in meta["extensions"]] == [[0, 1, 2]]
+    with pytest.raises(SystemExit, match="other settings"):  # fewer seeds than the table holds: refused
+        mrt.main(args[:at] + ["1"] + args[at + 1:])
+
 
 def test_noise_variants_spread_over_latency():
     mrt = _script()

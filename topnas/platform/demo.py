@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from topnas.platform.console import Console
 from topnas.platform.objectives import TrialStatus
 
-__all__ = ["DEMO_SWEEP", "DemoResult", "run_demo"]
+__all__ = ["DEMO_SWEEP", "DemoResult", "clear_demo_folder", "run_demo"]
 
 DEMO_SWEEP = "sweep_demo_fixture.yaml"
 FULL_FIXTURE = "demo_promoted_fixture.yaml"  # the sweep's fixture, the tiny recipe
@@ -61,6 +61,22 @@ class DemoResult:
     elapsed_s: float
 
 
+def clear_demo_folder(out: Path) -> None:
+    """Empty an earlier demo folder for ``--fresh``; refuse any folder the demo did not make.
+
+    The CLI opens this run's console log under ``<out>/logs`` before the demo starts, so that folder
+    is kept, and a folder holding nothing else counts as new.
+    """
+    if not out.exists():
+        return
+    if not (out / MARKER).is_file() and any(c.name != LOG_DIR for c in out.iterdir()):
+        raise ConfigError("--out", str(out), "a folder made by `topnas demo` (it has no .topnas-demo marker)",
+                          hint="refusing to delete it; choose another --out")
+    for child in out.iterdir():
+        if child.name != LOG_DIR:
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
 def run_demo(
     out: str | os.PathLike[str] = "runs/demo",
     trials: int = 8,
@@ -82,13 +98,8 @@ def run_demo(
         raise ConfigError("--trials", trials, "an integer >= 2 (a front needs trials to compare)")
     t0 = time.perf_counter()
     out = Path(out).absolute()
-    if fresh and out.exists():
-        if not (out / MARKER).is_file():
-            raise ConfigError("--out", str(out), "a folder made by `topnas demo` (it has no .topnas-demo marker)",
-                              hint="refusing to delete it; choose another --out")
-        for child in out.iterdir():  # the console's log of this very run is already open under logs/
-            if child.name != LOG_DIR:
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if fresh:
+        clear_demo_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `topnas demo`; safe to delete\n")
     db = out / "mlflow.db"

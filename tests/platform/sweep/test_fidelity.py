@@ -69,6 +69,29 @@ def test_noise_spread_and_spearman_follow_their_definitions(tmp_path):
     assert fidelity_metrics(f)["proxy_spread_to_noise"] == pytest.approx(f.spread_to_noise)
 
 
+def test_a_score_averaged_over_seeds_is_measured_on_disjoint_seed_groups(tmp_path):
+    # variant 0: 4 seeds -> two pairs; variant 1: 5 seeds -> two pairs (the fifth is left out);
+    # variant 2: 2 seeds -> one pair; variant 3: 1 seed -> cannot be scored by a mean of 2
+    curves = {
+        0: {s: {10: v, 20: v + 0.1} for s, v in enumerate([0.20, 0.30, 0.24, 0.22])},
+        1: {s: {10: v, 20: v + 0.1} for s, v in enumerate([0.50, 0.40, 0.47, 0.49, 0.10])},
+        2: {0: {10: 0.35, 20: 0.60}, 1: {10: 0.37, 20: 0.58}},
+        3: {0: {10: 0.90, 20: 0.95}},
+    }
+    f = measure_fidelity(write_table(tmp_path, curves), 10, seeds_per_trial=2)
+    pairs = {0: [0.25, 0.23], 1: [0.45, 0.48], 2: [0.36]}
+    assert (f.variants, f.noise_variants, f.seeds, f.seeds_per_trial) == (3, 2, 5, 2)
+    assert f.seed_noise == pytest.approx(statistics.mean([statistics.stdev(pairs[0]), statistics.stdev(pairs[1])]))
+    assert f.spread == pytest.approx(statistics.stdev([statistics.mean(p) for p in pairs.values()]))
+    assert "score = mean of 2 seeds" in f.summary()
+    # one seed per score: every seed counts, as before
+    one = measure_fidelity(write_table(tmp_path, curves), 10)
+    assert (one.variants, one.noise_variants, one.seeds_per_trial) == (4, 3, 1)
+    with pytest.raises(ConfigError) as err:  # no variant has two whole groups of 3 seeds
+        measure_fidelity(write_table(tmp_path, curves), 10, seeds_per_trial=3)
+    assert ">= 6 seeds" in str(err.value) and "at most 5 seeds" in str(err.value)
+
+
 @pytest.mark.parametrize("what, words", [
     ("rung", "evaluated at iteration 15"),
     ("space", "search space"),

@@ -15,6 +15,11 @@ long budget, a few of them trained with several seeds):
 * ``tied_at_mode``: how many variants share the most common proxy mIoU (4 decimals); a degenerate
   proxy leaves many at the background-only prediction.
 
+``seeds_per_trial`` k > 1 measures a proxy whose score is the mean of k seeds (less noise for k
+times the training): the table's seeds of a variant are taken in order in groups of k; the seed
+noise is the std of the group means of variants with >= 2 groups, and a variant's score is the mean
+of its whole groups (a variant with fewer than k seeds is left out).
+
 Two kinds of table answer this, and ``exact`` says which one was read:
 
 * a long-budget table (the replay table): the proxy rung is an evaluation inside longer runs (what
@@ -73,6 +78,7 @@ class Fidelity:
     exact: bool = False  # the table's runs end at the proxy budget (see module docstring)
     reference: str | None = None  # the longer-budget table the Spearman is taken against
     reference_variants: int = 0  # variants of the table the reference also holds (the Spearman's sample)
+    seeds_per_trial: int = 1  # a variant's score is the mean of this many seeds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,8 +88,9 @@ class Fidelity:
         kind = "runs ending there" if self.exact else f"a rung of {self.longest_rung}-iteration runs"
         partial = self.reference and self.reference_variants != self.variants
         shared = f" ({self.reference_variants} variants in both tables)" if partial else ""
+        score = f"; score = mean of {self.seeds_per_trial} seeds" if self.seeds_per_trial > 1 else ""
         return (f"proxy fidelity at {self.proxy_rung} iterations ({kind}; {self.variants} variants, "
-                f"{self.noise_variants} x {self.seeds} seeds): spread between variants {self.spread:.4f} = "
+                f"{self.noise_variants} x {self.seeds} seeds{score}): spread between variants {self.spread:.4f} = "
                 f"{self.spread_to_noise:.1f}x seed noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} "
                 f"iterations {self.spearman:.2f}{shared}; {self.tied_at_mode} variants tied at one mIoU")
 
@@ -123,7 +130,7 @@ def _per_variant(path: Path, field: str, space: SearchSpace | None) -> tuple[dic
 
 
 def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: SearchSpace | None = None,
-                     field: str = FIELD, reference: str | Path | None = None) -> Fidelity:
+                     field: str = FIELD, reference: str | Path | None = None, seeds_per_trial: int = 1) -> Fidelity:
     """Fidelity of ``proxy_rung`` (default: the table's middle rung) against the longest budget.
 
     The Spearman is taken against the table's own longest rung, or with ``reference`` against that
@@ -132,7 +139,11 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
     evaluated at their table's longest rung), so a table still being written can be read.
 
     ``space``: every variant of the tables must lie in it (else ConfigError naming the field).
+    ``seeds_per_trial``: see the module docstring.
     """
+    k = int(seeds_per_trial)
+    if k < 1:
+        raise ConfigError("seeds_per_trial", seeds_per_trial, "an integer >= 1")
     path = Path(table)
     per_variant, longest = _per_variant(path, field, space)
     rungs = sorted(set.intersection(*(set(c) for c in per_variant.values())))
@@ -140,10 +151,15 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
     if rung not in rungs:
         raise ConfigError(field, str(path), f"a table evaluated at iteration {rung} (proxy.iterations)",
                           hint=f"every run of this table has rows at {rungs}")
-    at_proxy = {vid: values[rung] for vid, values in per_variant.items()}
-    noisy = [np.asarray(v) for v in at_proxy.values() if len(v) >= 2]
+    # a variant's scores: the means of its whole groups of k seeds (k = 1: its seeds)
+    at_proxy = {vid: np.asarray(values[rung][:len(values[rung]) // k * k]).reshape(-1, k).mean(axis=1)
+                for vid, values in per_variant.items() if len(values[rung]) >= k}
+    noisy = [g for g in at_proxy.values() if len(g) >= 2]
+    seeds_seen = max(len(values[rung]) for values in per_variant.values())
     if not noisy:
-        raise ConfigError(field, str(path), "a table with >= 2 seeds of at least one variant (seed noise)")
+        raise ConfigError(field, str(path), f"a table with >= {2 * k} seeds of at least one variant (seed noise"
+                          + (f" of a mean of {k} seeds)" if k > 1 else ")"),
+                          hint=f"its variants have at most {seeds_seen} seeds")
     if reference is not None:
         ref_rows, ref_longest = _per_variant(Path(reference), REFERENCE_FIELD, space)
         if ref_longest <= rung:
@@ -166,11 +182,11 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
                          np.array([np.mean(at_long[v]) for v in shared]))
     return Fidelity(
         table=str(path), proxy_rung=rung, longest_rung=ref_longest, variants=len(ids), noise_variants=len(noisy),
-        seeds=max(len(v) for v in noisy), seed_noise=noise, spread=spread,
+        seeds=max(len(per_variant[v][rung]) for v in at_proxy), seed_noise=noise, spread=spread,
         spread_to_noise=spread / noise if noise > 0 else float("inf"),
         spearman=spearman, tied_at_mode=int(counts.max()), mean_mIoU=float(proxy_means.mean()),
         exact=rung == longest, reference=str(reference) if reference is not None else None,
-        reference_variants=len(shared) if reference is not None else 0,
+        reference_variants=len(shared) if reference is not None else 0, seeds_per_trial=k,
     )
 
 
