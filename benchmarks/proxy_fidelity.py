@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     against = f"the longest rung of {_shown(args.reference)}" if args.reference else "the longest rung"
     score = f"; a variant's score is the mean of {k} seeds" if k > 1 else ""
     print(f"{_shown(args.table)}: {proxy.variants} finished variants, {proxy.noise_variants} with "
-          f"{proxy.seeds} seeds{score}; Spearman against {against} ({proxy.longest_rung})")
+          f"{proxy.seed_range()} seeds{score}; Spearman against {against} ({proxy.longest_rung})")
     print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5} "
           f"{'vs_params':>9}")
     for r in rows:

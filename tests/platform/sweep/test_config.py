@@ -1,6 +1,7 @@
 """Sweep YAML validation: everything is checked at load time, before Ray or MLflow start."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,8 @@ def test_demo_yaml_loads(tmp_path, monkeypatch, test_predictor):
     ({"proxy.train": {"optimizer": {"lr": -1.0}}}, "proxy (training config).optimizer.lr"),
     ({"proxy.fixture": {"classes": 7, "train": 8, "val": 2}}, "proxy.fixture.classes"),
     ({"scheduler": {"name": "asha"}}, "scheduler.name"),  # one evaluation per trial
+    ({"proxy.seeds": 0}, "proxy.seeds"),
+    ({"proxy.seeds": 2, "proxy.eval_interval": 6, "scheduler": {"name": "moasha"}}, "proxy.seeds"),  # no rung means
     ({"scheduler": {"name": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor"),
     ({"search_space.transformer.c2t_stride": [16]}, "search_space.transformer.c2t_stride[0]"),
     ({"tracking": {"experiment": ""}}, "tracking.experiment"),
@@ -116,3 +119,20 @@ def test_extreme_latency_brackets_every_variant(tmp_path, test_predictor):
     rng = random.Random(0)
     samples = [pred.predict(cfg.space.sample(rng)).ms for _ in range(50)]
     assert lo <= min(samples) and hi >= max(samples) and lo < hi
+
+
+def test_seeds_of_a_replayed_trial_are_refused(tmp_path, test_predictor, replay_table):
+    from .conftest import replay_sweep_dict
+
+    data = replay_sweep_dict(tmp_path, test_predictor, replay_table, **{"proxy.seeds": 2,
+                                                                         "scheduler": {"name": "fifo"}})
+    with pytest.raises(ConfigError) as info:
+        SweepConfig.from_dict(data)
+    assert info.value.field == "proxy.seeds" and "replay.table" in str(info.value)
+
+
+def test_each_seed_of_a_trial_trains_with_its_own_seed(tmp_path, test_predictor):
+    cfg = SweepConfig.from_dict(sweep_dict(tmp_path, test_predictor, **{"proxy.seeds": 3, "seed": 5}))
+    variant = cfg.space.sample(random.Random(0))
+    seeds = [cfg.train_config(variant, f"r{k}", seed_index=k).runtime.seed for k in range(3)]
+    assert seeds == [5, 6, 7] and cfg.proxy.seeds == 3

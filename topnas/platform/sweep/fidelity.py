@@ -79,9 +79,14 @@ class Fidelity:
     reference: str | None = None  # the longer-budget table the Spearman is taken against
     reference_variants: int = 0  # variants of the table the reference also holds (the Spearman's sample)
     seeds_per_trial: int = 1  # a variant's score is the mean of this many seeds
+    min_seeds: int = 0  # fewest seeds of a variant counted in the noise (0: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def seed_range(self) -> str:
+        """"3" or "2-6": how many seeds the variants counted in the noise have."""
+        return f"{self.min_seeds}-{self.seeds}" if 0 < self.min_seeds < self.seeds else str(self.seeds)
 
     def summary(self) -> str:
         """One line for people (the demo prints it)."""
@@ -90,7 +95,7 @@ class Fidelity:
         shared = f" ({self.reference_variants} variants in both tables)" if partial else ""
         score = f"; score = mean of {self.seeds_per_trial} seeds" if self.seeds_per_trial > 1 else ""
         return (f"proxy fidelity at {self.proxy_rung} iterations ({kind}; {self.variants} variants, "
-                f"{self.noise_variants} x {self.seeds} seeds{score}): spread between variants {self.spread:.4f} = "
+                f"{self.noise_variants} x {self.seed_range()} seeds{score}): spread between variants {self.spread:.4f} = "
                 f"{self.spread_to_noise:.1f}x seed noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} "
                 f"iterations {self.spearman:.2f}{shared}; {self.tied_at_mode} variants tied at one mIoU")
 
@@ -187,6 +192,7 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
         spearman=spearman, tied_at_mode=int(counts.max()), mean_mIoU=float(proxy_means.mean()),
         exact=rung == longest, reference=str(reference) if reference is not None else None,
         reference_variants=len(shared) if reference is not None else 0, seeds_per_trial=k,
+        min_seeds=min(len(per_variant[v][rung]) for v, g in at_proxy.items() if len(g) >= 2),
     )
 
 
@@ -225,6 +231,7 @@ def fidelity_of(cfg: SweepConfig) -> Fidelity | None:
     Checked for ``proxy.fidelity`` and ``proxy.fidelity_reference``: the table's variants lie in the
     sweep's space, and, when the table records its settings, it was trained with this sweep's proxy
     settings; the fidelity table has a rung at ``proxy.iterations``, the reference a longer one.
+    A proxy of ``proxy.seeds`` k > 1 is measured as the mean of k seeds (``seeds_per_trial``).
     """
     table = getattr(cfg.proxy, "fidelity", None)
     reference = getattr(cfg.proxy, "fidelity_reference", None)
@@ -236,7 +243,8 @@ def fidelity_of(cfg: SweepConfig) -> Fidelity | None:
     _check_meta(table, cfg, FIELD)
     if reference:
         _check_meta(reference, cfg, REFERENCE_FIELD)
-    return measure_fidelity(table, cfg.proxy.iterations, cfg.space, reference=reference or None)
+    return measure_fidelity(table, cfg.proxy.iterations, cfg.space, reference=reference or None,
+                            seeds_per_trial=cfg.proxy.seeds)
 
 
 def _norm(value: Any) -> str:
@@ -248,7 +256,7 @@ def fidelity_params(f: Fidelity) -> dict[str, str]:
     return {"proxy.fidelity.table": Path(f.table).name, "proxy.fidelity.proxy_rung": str(f.proxy_rung),
             "proxy.fidelity.longest_rung": str(f.longest_rung), "proxy.fidelity.variants": str(f.variants),
             "proxy.fidelity.noise_variants": str(f.noise_variants), "proxy.fidelity.seeds": str(f.seeds),
-            "proxy.fidelity.exact": str(f.exact).lower(),
+            "proxy.fidelity.exact": str(f.exact).lower(), "proxy.fidelity.seeds_per_trial": str(f.seeds_per_trial),
             "proxy.fidelity.reference": Path(f.reference).name if f.reference else "none"}
 
 

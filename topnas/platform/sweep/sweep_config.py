@@ -174,6 +174,7 @@ class ProxyConfig(Section):
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
     max_failures: int = 0
+    seeds: int = 1  # > 1: a trial trains its variant once per seed (seed, seed + 1, ...) and scores the mean
     train: dict[str, Any] = field(default_factory=dict)
     fidelity: str | None = None  # a replay table: seed noise vs spread at this budget (sweep.fidelity)
     fidelity_reference: str | None = None  # a longer-budget table of the same variants (the Spearman's)
@@ -191,7 +192,8 @@ class ProxyConfig(Section):
     def __post_init__(self) -> None:
         if self.dataset:
             object.__setattr__(self, "dataset", resolve_path(self.dataset))
-        for name in ("iterations", "samples_per_gpu", "workers_per_trial", "eval_interval", "val_max_samples"):
+        for name in ("iterations", "samples_per_gpu", "workers_per_trial", "eval_interval", "val_max_samples",
+                     "seeds"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, value, "an int >= 1")
@@ -447,6 +449,13 @@ class SweepConfig:
     # ------------------------------------------------------------------ checks that need several sections
     def _check_cross_fields(self) -> None:
         self._check_train_keys()
+        if self.proxy.seeds > 1 and self.scheduler.early_stopping:
+            raise ConfigError("proxy.seeds", self.proxy.seeds, f"1 with scheduler.name {self.scheduler.name}",
+                              hint="a trial trains its seeds one after another, so no rung has the mean of "
+                                   "every seed: set scheduler.name fifo, or proxy.seeds 1")
+        if self.proxy.seeds > 1 and self.replay is not None:
+            raise ConfigError("proxy.seeds", self.proxy.seeds, [1],
+                              hint="a replayed trial reads one seed of its variant from replay.table")
         if self.replay is not None:  # no training: the table must answer every evaluation instead
             from topnas.platform.sweep.replay import load_replay
 
@@ -521,7 +530,7 @@ class SweepConfig:
         return resolve_tracking_uri(self.tracking_uri)
 
     def _trial_settings(self, variant: Variant | None, run_name: str,
-                        tracking_uri: str | None = None) -> dict[str, Any]:
+                        tracking_uri: str | None = None, seed_index: int = 0) -> dict[str, Any]:
         """What the sweep sets in every trial's training config, from ``proxy`` and its own fields.
 
         The single list of what the sweep owns: these keys override ``proxy.train`` and are rejected
@@ -538,7 +547,7 @@ class SweepConfig:
             "data": {"root": p.dataset, "crop_size": list(p.crop_size), "samples_per_gpu": p.samples_per_gpu,
                      "val_max_samples": p.val_max_samples, "fixture": p.fixture},
             "schedule": {"max_iters": p.iterations},
-            "runtime": {"eval_interval": every, "checkpoint_interval": every, "seed": self.seed},
+            "runtime": {"eval_interval": every, "checkpoint_interval": every, "seed": self.seed + seed_index},
             "scaling": {"num_workers": p.workers_per_trial, "use_gpu": p.use_gpu,
                         "cpus_per_worker": p.cpus_per_worker, "max_failures": p.max_failures,
                         "storage_path": str(self.sweep_dir / TRAIN_DIR), "ray_address": None},
@@ -546,14 +555,16 @@ class SweepConfig:
                          "log_checkpoint": False, "export_onnx": False},
         }
 
-    def train_config(self, variant: Variant, run_name: str, *, tracking_uri: str | None = None):
-        """The proxy :class:`~topnas.platform.train.train_config.TrainConfig` of one trial."""
+    def train_config(self, variant: Variant, run_name: str, *, tracking_uri: str | None = None,
+                     seed_index: int = 0):
+        """The proxy :class:`~topnas.platform.train.train_config.TrainConfig` of one trial (of its
+        ``seed_index``-th seed when ``proxy.seeds`` > 1: training seed ``seed + seed_index``)."""
         from topnas.platform.train.train_config import TrainConfig
 
         p = self.proxy
         raw: dict[str, Any] = copy.deepcopy(p.train)
         raw["scaling"] = {"report_poll_s": 0.2, **dict(raw.get("scaling") or {})}
-        for key, values in self._trial_settings(variant, run_name, tracking_uri).items():
+        for key, values in self._trial_settings(variant, run_name, tracking_uri, seed_index).items():
             raw[key] = {**dict(raw.get(key) or {}), **values} if isinstance(values, Mapping) else values
         schedule = raw["schedule"]
         if schedule.get("warmup", "linear") is not None:  # a proxy run shorter than the default warm-up

@@ -15,6 +15,9 @@ callback closes the run with the trial's status (:mod:`.callback`). The final re
 where the trial's time went (``TIMING_KEYS``: before training, in :func:`run_training`), which
 ``benchmarks/sweep_overhead.py --breakdown`` reads from Tune's ``result.json``.
 
+``proxy.seeds`` k > 1: the trial trains its variant k times, one seed after another, each a Train
+run nested under the trial's run, and reports the mean (:func:`train_seeds`).
+
 Resume: the Train run is named ``<trial id>-<variant id>`` under ``<sweep>/train``, so a trial
 Tune restarts continues its own checkpoints and MLflow run. A trial whose run already finished
 (it ended after Tune's last snapshot, before the kill) is not trained again: its recorded final
@@ -41,11 +44,14 @@ from topnas.platform.sweep.mlflow_runs import (
     child_tags,
 )
 
-__all__ = ["TIMING_KEYS", "SweepReportCallback", "TrialContext", "run_name_of", "run_trial"]
+__all__ = ["SEED_RUN_KIND", "TIMING_KEYS", "SweepReportCallback", "TrialContext", "run_name_of", "run_trial",
+           "seed_run_name", "train_seeds"]
 
 log = logging.getLogger(__name__)
 
 _REPLAY_STATUSES = (TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED)
+SEED_RUN_KIND = "sweep_trial_seed"  # topnas.kind of the runs of a trial's seeds (proxy.seeds > 1)
+SEED_OF_TAG = "topnas.seed_of_trial"
 TIMING_KEYS = ("setup_s", "train_s")  # seconds: trial start -> run_training (MLflow run, estimates); run_training
 
 
@@ -129,6 +135,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                                                                      ctx.predictor_provenance))
         tracker.log_metrics(run_id, child_metrics(meta, estimates.complexity_of(variant)), step=0)
     t_train = time.perf_counter()
+    if cfg.proxy.seeds > 1:
+        final = {**train_seeds(cfg, variant, run_name, trial_id, ctx.tracking_uri, tracker, run_id), **extra}
+        final.update(zip(TIMING_KEYS, (t_train - t_start, time.perf_counter() - t_train)))
+        tune.report(final)
+        return
     result = run_training(train_cfg, run_name=run_name, resume="auto", callbacks=[SweepReportCallback(extra)],
                           tracking_uri=ctx.tracking_uri, mlflow_run_id=run_id)
     # The final evaluation once more, from the trial itself: Train's last report may still sit in the
@@ -141,6 +152,58 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             raise RuntimeError(f"trial {trial_id}: training ended without an evaluation (run {run_id})")
         final["val_mIoU"] = last.value
     tune.report(final)
+
+
+def seed_run_name(run_name: str, seed: int) -> str:
+    """Train run folder and MLflow run name of one seed of a trial (``proxy.seeds`` > 1)."""
+    return f"{run_name}-seed{seed}"
+
+
+def train_seeds(cfg: SweepConfig, variant: Any, run_name: str, trial_id: str, tracking_uri: str,
+                tracker: SweepTracker, run_id: str) -> dict[str, Any]:
+    """Train ``variant`` once per seed, one after another; the trial's result is their mean.
+
+    Each seed is a Train run of its own (``<run>-seed<k>``: checkpoints, resume, MLflow run nested
+    under the trial's run, tagged ``topnas.kind`` = ``sweep_trial_seed``), so a killed trial resumes
+    each seed where it stopped and a finished seed only reports its result again. The trial's run
+    gets, at every evaluation all seeds reached, the mean of ``val_mIoU`` / ``val_mAcc`` / ``val_aAcc``
+    over the seeds, plus ``val_mIoU_seed_std`` at the last one; Tune sees only the final mean (rung
+    schedulers are refused with ``proxy.seeds`` > 1).
+    """
+    import numpy as np
+
+    from topnas.platform.train import run_training
+
+    keys = ("val_mIoU", "val_mAcc", "val_aAcc")
+    histories: list[dict[str, dict[int, float]]] = []
+    iterations = []
+    for k in range(cfg.proxy.seeds):
+        seed = cfg.seed + k
+        name = seed_run_name(run_name, seed)
+        seed_cfg = cfg.train_config(variant, name, tracking_uri=tracking_uri, seed_index=k)
+        log.info("trial %s: seed %d (%d of %d)", trial_id, seed, k + 1, cfg.proxy.seeds)
+        result = run_training(seed_cfg, run_name=name, resume="auto", tracking_uri=tracking_uri,
+                              parent_run_id=run_id, extra_tags={"topnas.kind": SEED_RUN_KIND,
+                                                                SEED_OF_TAG: trial_id, "topnas.seed": str(seed)})
+        iterations.append(result.iteration)
+        histories.append({key: {int(m.step): m.value for m in tracker.client.get_metric_history(
+            result.mlflow_run_id, key)} for key in keys})
+    logged = {int(m.step) for m in tracker.client.get_metric_history(run_id, "val_mIoU")}
+    steps = sorted(set.intersection(*(set(h["val_mIoU"]) for h in histories)))
+    for step in steps:
+        if step not in logged:  # a resumed trial logs only what it had not logged yet
+            tracker.log_metrics(run_id, {key: float(np.mean([h[key][step] for h in histories]))
+                                         for key in keys if all(step in h[key] for h in histories)}, step=step)
+    if not steps:
+        raise RuntimeError(f"trial {trial_id}: its seeds share no evaluation (run {run_id})")
+    last = steps[-1]
+    per_seed = [h["val_mIoU"][last] for h in histories]
+    spread = float(np.std(per_seed, ddof=1))
+    tracker.log_metrics(run_id, {"val_mIoU_seed_std": spread}, step=last)
+    tracker.client.set_tag(run_id, FINAL_ITERATION_TAG, str(min(iterations)))
+    final = {key: float(np.mean([h[key][last] for h in histories])) for key in keys
+             if all(last in h[key] for h in histories)}
+    return {**final, "iteration": last, "val_mIoU_seed_std": spread}
 
 
 def _recorded_result(tracker: SweepTracker, run: Any, iterations: int) -> dict[str, Any] | None:
