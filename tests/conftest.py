@@ -20,3 +20,16 @@ def mlflow_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     """``http://127.0.0.1:<port>`` of a real, lean ``mlflow server`` shared by the session."""
     with mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as uri:
         yield uri
+
+
+@pytest.fixture(scope="module")
+def embedded_ray() -> Iterator[None]:
+    """An embedded 2-CPU Ray for a module's tests (left alone when one is already connected)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
+    yield
+    if started:
+        ray.shutdown()

@@ -17,23 +17,11 @@ pytestmark = pytest.mark.integration
 TRIAL_ID = "5eed5eed"
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _history(client, run_id: str, key: str) -> dict[int, float]:
     return {m.step: m.value for m in client.get_metric_history(run_id, key)}
 
 
-def test_a_trial_of_two_seeds_reports_their_mean(tmp_path, test_predictor, ray_cluster, monkeypatch):
+def test_a_trial_of_two_seeds_reports_their_mean(tmp_path, test_predictor, embedded_ray, monkeypatch):
     import random
 
     from mlflow import MlflowClient

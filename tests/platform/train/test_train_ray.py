@@ -16,18 +16,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def storage(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("train_storage")
 
@@ -41,7 +29,7 @@ def _config(train_fixture: Path, storage: Path, name: str, **sections) -> TrainC
 
 
 @pytest.fixture(scope="module")
-def baseline(ray_cluster, train_fixture: Path, storage: Path):
+def baseline(embedded_ray, train_fixture: Path, storage: Path):
     cfg = _config(train_fixture, storage, "baseline")
     return run_training(cfg, resume="never")
 
