@@ -188,14 +188,14 @@ def train_seeds(cfg: SweepConfig, variant: Any, run_name: str, trial_id: str, tr
         iterations.append(result.iteration)
         histories.append({key: {int(m.step): m.value for m in tracker.client.get_metric_history(
             result.mlflow_run_id, key)} for key in keys})
-    logged = {int(m.step) for m in tracker.client.get_metric_history(run_id, "val_mIoU")}
     steps = sorted(set.intersection(*(set(h["val_mIoU"]) for h in histories)))
+    if not steps:
+        raise RuntimeError(f"trial {trial_id}: its seeds share no evaluation (run {run_id})")
+    logged = {int(m.step) for m in tracker.client.get_metric_history(run_id, "val_mIoU")}
     for step in steps:
         if step not in logged:  # a resumed trial logs only what it had not logged yet
             tracker.log_metrics(run_id, {key: float(np.mean([h[key][step] for h in histories]))
                                          for key in keys if all(step in h[key] for h in histories)}, step=step)
-    if not steps:
-        raise RuntimeError(f"trial {trial_id}: its seeds share no evaluation (run {run_id})")
     last = steps[-1]
     per_seed = [h["val_mIoU"][last] for h in histories]
     spread = float(np.std(per_seed, ddof=1))
