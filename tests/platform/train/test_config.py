@@ -122,6 +122,8 @@ def test_with_overrides_and_variant_inline(make_config, tmp_path: Path) -> None:
     ("model", {"preset": "huge"}, "model.preset"),
     ("model", {"norm": "GN"}, "model.norm"),
     ("model", {"variant": {"preset": "tiny"}}, "model.variant"),  # both preset and variant
+    ("model", {"class_weight": [1.0, 2.0]}, "model.class_weight"),  # not one per class
+    ("model", {"class_weight": "auto"}, "model.class_weight"),
     ("fault_injection", {"rank": 5, "at_iter": 3}, "fault_injection.rank"),
 ])
 def test_bad_fields_are_rejected_with_their_name(make_config, section: str, values: dict, field: str) -> None:
@@ -236,3 +238,14 @@ def test_config_pickles_without_its_cached_variant(make_config) -> None:
     _ = cfg.variant
     again = pickle.loads(pickle.dumps(cfg))
     assert again == cfg and "variant" not in again.__dict__ and again.variant.id == cfg.variant.id
+
+
+def test_class_weight_one_positive_number_per_class(make_config) -> None:
+    from tests.platform.train.conftest import NUM_CLASSES
+
+    weights = [1.0] * (NUM_CLASSES - 1) + [3.0]
+    assert make_config(model={"preset": "tiny", "num_classes": NUM_CLASSES,
+                              "class_weight": weights}).model.class_weight == tuple(weights)
+    with pytest.raises(ConfigError) as info:
+        make_config(model={"preset": "tiny", "num_classes": NUM_CLASSES, "class_weight": [0.0] * NUM_CLASSES})
+    assert info.value.field == "model.class_weight" and "positive" in str(info.value)

@@ -91,3 +91,24 @@ def test_finished_run_resumes_to_nothing(uninterrupted) -> None:
     # ...yet returns the final evaluation its checkpoint recorded (the sweep reports it to Tune)
     for key in ("val_mIoU", "val_mAcc", "loss", "lr"):
         assert summary[key] == pytest.approx(ref_summary[key], rel=1e-9), key
+
+
+def test_the_loop_trains_with_the_configured_class_weight(make_config, tmp_path: Path, monkeypatch) -> None:
+    from tests.platform.train.conftest import NUM_CLASSES
+    from topnas.platform.train import loop
+
+    seen: list = []
+    step = loop.train_step
+
+    def recording_step(*args, **kwargs):
+        seen.append(kwargs.get("class_weight"))
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", recording_step)
+    weights = [1.0, 2.0, 3.0, 4.0, 5.0][:NUM_CLASSES]
+    cfg = make_config(schedule={"max_iters": 2, "warmup_iters": 1},
+                      runtime={"log_interval": 2, "eval_interval": 2, "checkpoint_interval": 2},
+                      scaling={"num_workers": 1},
+                      model={"preset": "tiny", "num_classes": NUM_CLASSES, "class_weight": weights})
+    _run(cfg, tmp_path / "run")
+    assert len(seen) == 2 and all(torch.equal(w, torch.tensor(weights)) for w in seen)

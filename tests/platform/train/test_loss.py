@@ -81,3 +81,25 @@ def test_upsample_bilinear_int_matches_interpolate(scale) -> None:
     x = torch.randn(2, 3, 5, 6)
     want = F.interpolate(x, size=(5 * scale[0], 6 * scale[1]), mode="bilinear", align_corners=False)
     torch.testing.assert_close(upsample_bilinear_int(x, *scale), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("logit_hw,label_hw", [((3, 4), (24, 32)), ((5, 7), (15, 14))])  # fast path, general path
+def test_class_weight_multiplies_each_pixel_loss_as_mmseg(logit_hw, label_hw) -> None:
+    # mmseg 0.19: F.cross_entropy(weight=w, reduction="none"), then the mean over ALL pixels
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(2, 4, *logit_hw, generator=g) * 3).requires_grad_()
+    labels = torch.randint(0, 4, (2, *label_hw), generator=g)
+    labels[0, :2] = 255
+    weight = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    ours = seg_cross_entropy(logits, labels, class_weight=weight)
+    (got,) = torch.autograd.grad(ours * 3.0, logits)
+    up = F.interpolate(logits, size=label_hw, mode="bilinear", align_corners=False)
+    per_pixel = F.cross_entropy(up, labels, weight=weight, ignore_index=255, reduction="none")
+    ref = per_pixel.mean()
+    (want,) = torch.autograd.grad(ref * 3.0, logits)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    plain = seg_cross_entropy(logits, labels)  # the weights change the loss (labels of every class present)
+    assert not torch.isclose(ours, plain)
+    ones = seg_cross_entropy(logits, labels, class_weight=torch.ones(4))
+    torch.testing.assert_close(ones, plain, rtol=1e-6, atol=1e-7)

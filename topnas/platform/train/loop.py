@@ -392,6 +392,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
                 logger.artifact(init_report.save(Path(tmp) / "imagenet_inherit.json"), "init")
 
     images_per_iter = cfg.data.samples_per_gpu * world
+    class_weight = None if cfg.model.class_weight is None else torch.tensor(cfg.model.class_weight, device=device)
     it = start_iter
     # loss: mean over the iterations since the last log line or report (kept on the device: no per-step sync)
     loss_sum, loss_n = torch.zeros((), dtype=torch.float64, device=device), 0
@@ -410,7 +411,7 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         if rt.channels_last:
             img = img.contiguous(memory_format=torch.channels_last)
         label = batch["gt_semantic_seg"].to(device, non_blocking=True)
-        loss = train_step(net, optimizer, scaler, img, label, amp=amp)
+        loss = train_step(net, optimizer, scaler, img, label, amp=amp, class_weight=class_weight)
         loss_sum += loss.double()
         loss_n += 1
         it += 1

@@ -28,21 +28,25 @@ def seg_cross_entropy(
     labels: torch.Tensor,
     ignore_index: int = IGNORE_INDEX,
     align_corners: bool = False,
+    class_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of ``logits`` (B, K, h, w) against ``labels`` (B, H, W), ignored pixels counted.
 
-    Computed in float32 even under autocast. Returns a scalar tensor.
+    ``class_weight`` (K,): each pixel's loss times its label's weight before the mean (mmseg's
+    ``class_weight``; the denominator stays the pixel count). Computed in float32 even under
+    autocast. Returns a scalar tensor.
     """
     if labels.dim() == 4 and labels.shape[1] == 1:
         labels = labels[:, 0]
+    weight = None if class_weight is None else class_weight.to(device=logits.device, dtype=torch.float32)
     fast = logits.device.type == "cpu" and not align_corners and _integer_scale(logits, labels) is not None
     if fast:
         up = upsample_bilinear_int(logits.float(), *_integer_scale(logits, labels))
-        return _SumCrossEntropy.apply(up, labels.long(), ignore_index) / labels.numel()
+        return _SumCrossEntropy.apply(up, labels.long(), ignore_index, weight) / labels.numel()
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=align_corners)
     # sum / all pixels == mmseg's mean with ignored pixels in the denominator, without a per-pixel tensor
-    total = F.cross_entropy(logits.float(), labels.long(), reduction="sum", ignore_index=ignore_index)
+    total = F.cross_entropy(logits.float(), labels.long(), weight=weight, reduction="sum", ignore_index=ignore_index)
     return total / labels.numel()
 
 
@@ -98,7 +102,8 @@ class _SumCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int,
+                class_weight: torch.Tensor | None = None) -> torch.Tensor:
         valid = labels != ignore_index
         target = labels.masked_fill(~valid, 0).unsqueeze(1)
         peak = logits.amax(dim=1, keepdim=True)
@@ -106,15 +111,17 @@ class _SumCrossEntropy(torch.autograd.Function):
         denom = e.sum(dim=1)
         lse = denom.log() + peak.squeeze(1)
         picked = logits.gather(1, target).squeeze(1)
-        loss = torch.where(valid, lse - picked, 0.0).sum()
-        ctx.save_for_backward(e, denom, target, valid)
+        # a pixel's weight: 0 where ignored, its class's weight (or 1) elsewhere
+        pixel_w = valid.to(logits.dtype) if class_weight is None else torch.where(valid, class_weight[target[:, 0]], 0.0)
+        loss = (pixel_w * (lse - picked)).sum()
+        ctx.save_for_backward(e, denom, target, pixel_w)
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        e, denom, target, valid = ctx.saved_tensors
-        scale = torch.where(valid, grad_out / denom, 0.0).unsqueeze(1)
-        grad = e.mul_(scale)  # the saved buffer becomes the gradient: this function runs backward once
-        grad.scatter_add_(1, target, -torch.where(valid, grad_out, 0.0).unsqueeze(1).to(grad.dtype))
-        return grad, None, None
+        e, denom, target, pixel_w = ctx.saved_tensors
+        g = grad_out * pixel_w
+        grad = e.mul_((g / denom).unsqueeze(1))  # the saved buffer becomes the gradient: backward runs once
+        grad.scatter_add_(1, target, -g.unsqueeze(1).to(grad.dtype))
+        return grad, None, None, None

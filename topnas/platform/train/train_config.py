@@ -6,7 +6,7 @@ official TopFormer-T ADE20K 512x512 160k recipe, hustvl/TopFormer
 
     _base_: [_base_/ade20k_160k.yaml]   # files merged first (paths relative to this file)
     name: topformer_tiny_512x512_160k_ade20k
-    model:     {preset, variant, num_classes, norm, input_size, pretrained}
+    model:     {preset, variant, num_classes, norm, input_size, pretrained, init, class_weight}
     data:      {root, train_split, val_split, reduce_zero_label, crop_size, img_scale, ratio_range,
                 cat_max_ratio, flip_prob, photometric, test_img_scale, size_divisor,
                 samples_per_gpu, workers_per_gpu, val_max_samples, fixture}
@@ -84,6 +84,9 @@ class ModelConfig(Section):
     first blocks of a stage, leading heads; :mod:`topnas.topformer.inherit`; ``pretrained`` may then
     be a folder holding the three official files, and the one of the nearest preset is used),
     ``scratch`` ignores it.
+    ``class_weight``: one positive weight per class for the decode-head cross-entropy, as mmseg's
+    ``loss_decode.class_weight`` (each pixel's loss times its class's weight, then the mean over all
+    pixels); ``null``: every class weighs 1, the official recipe.
     """
 
     preset: str | None = "tiny"
@@ -93,6 +96,7 @@ class ModelConfig(Section):
     input_size: tuple[int, int] | None = None
     pretrained: str | None = None
     init: Literal["auto", "imagenet_nearest", "scratch"] = "auto"
+    class_weight: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         from topnas.search_spaces import Variant
@@ -107,6 +111,10 @@ class ModelConfig(Section):
             raise ConfigError("preset", self.preset, sorted(PRESETS))
         if not 1 <= self.num_classes <= MAX_CLASSES:
             raise ConfigError("num_classes", self.num_classes, f"an integer in [1, {MAX_CLASSES}]")
+        if self.class_weight is not None and (len(self.class_weight) != self.num_classes
+                                              or not all(w > 0 for w in self.class_weight)):
+            raise ConfigError("class_weight", list(self.class_weight),
+                              f"null or {self.num_classes} positive numbers (one per class, model.num_classes)")
         if isinstance(self.variant, str):
             loaded = Variant.load(resolve_path(self.variant)).to_dict()
             object.__setattr__(self, "variant", loaded)
