@@ -244,15 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(paths["meta"].read_text())
         same = ("space", "iterations", "eval_interval", "variants", "noise_variants", "proxy")
         diff = [k for k in same if old.get(k) != meta[k]]
-        # more seeds extend a table: its runs stay valid
-        diff += [k for k in ("seeds", "all_seeds") if meta[k][:len(old.get(k, [cfg.seed]))] != old.get(k, [cfg.seed])]
+        # more seeds extend a table: its runs stay valid (a table from before --all-seeds had the sweep seed)
+        had = {k: old.get(k, [cfg.seed]) for k in ("seeds", "all_seeds")}
+        diff += [k for k, seeds_had in had.items() if meta[k][:len(seeds_had)] != seeds_had]
         if diff:
             raise SystemExit(f"{paths['meta']}: an existing table was made with other settings ({', '.join(diff)}); "
                              "choose another --out or delete it")
         meta["git_commit"] = old.get("git_commit", meta["git_commit"])
         meta["command"] = old.get("command", meta["command"])
         meta["extensions"] = old.get("extensions", [])
-        if (meta["seeds"], meta["all_seeds"]) != (old.get("seeds"), old.get("all_seeds", [cfg.seed])):
+        if any(meta[k] != seeds_had for k, seeds_had in had.items()):
             meta["extensions"].append({"seeds": meta["seeds"], "all_seeds": meta["all_seeds"],
                                        "command": " ".join(sys.argv), "git_commit": _git_commit()})
     out.mkdir(parents=True, exist_ok=True)

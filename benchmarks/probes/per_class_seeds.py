@@ -38,24 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from topnas.platform.sweep import load_sweep_config
-    from topnas.platform.sweep.fidelity import NO_FIDELITY
+    from benchmarks.probes.proxy_setup import proxy_config, read_variants
     from topnas.platform.train import loop as L
-    from topnas.platform.train.train_config import FixtureSpec, parse_override
-    from topnas.search_spaces.variant import Variant
 
-    lines = [ln for ln in Path(args.variants).read_text().splitlines() if ln.strip()]
-    found = [Variant.from_json(ln) for ln in lines]
-    variant = next((v for v in found if v.id == args.variant), None)
+    found = read_variants(args.variants)
+    variant = found.get(args.variant)
     if variant is None:
         raise SystemExit(f"variant: {args.variant!r} is not in {args.variants} ({len(found)} variants)")
-    sets = {**NO_FIDELITY, **dict(parse_override(o) for o in args.set)}
-    cfg = load_sweep_config(args.sweep, sets)
     work = Path(args.work).absolute()
-    if cfg.proxy.fixture:
-        out = work / "fixture"
-        FixtureSpec.from_dict(dict(cfg.proxy.fixture), "proxy.fixture").ensure(out)
-        cfg = load_sweep_config(args.sweep, {**sets, "proxy.dataset": str(out)})
+    cfg = proxy_config(args.sweep, args.set, work)
 
     evaluate = L.evaluate
     names: list[str] = []

@@ -64,20 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from topnas.platform.data import ADE20KDataset, seg_collate
-    from topnas.platform.sweep import load_sweep_config
-    from topnas.platform.sweep.fidelity import NO_FIDELITY
+    from benchmarks.probes.proxy_setup import proxy_config, read_variants
     from topnas.platform.train import loop as L
-    from topnas.platform.train.train_config import FixtureSpec, parse_override
-    from topnas.search_spaces.variant import Variant
 
-    found = {v.id: v for v in (Variant.from_json(ln) for ln in Path(args.variants_file).read_text().splitlines()
-                                if ln.strip())}
-    sets = {**NO_FIDELITY, **dict(parse_override(o) for o in args.set)}
-    cfg = load_sweep_config(args.sweep, sets)
+    found = read_variants(args.variants_file)
     work = Path(args.work).absolute()
-    out = work / "fixture"
-    FixtureSpec.from_dict(dict(cfg.proxy.fixture), "proxy.fixture").ensure(out)
-    cfg = load_sweep_config(args.sweep, {**sets, "proxy.dataset": str(out)})
+    cfg = proxy_config(args.sweep, args.set, work)
     evaluate = L.evaluate
     for vid in args.variants:
         variant = found[vid]

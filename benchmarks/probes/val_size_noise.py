@@ -45,22 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from topnas.platform.sweep import load_sweep_config
-    from topnas.platform.sweep.fidelity import NO_FIDELITY
+    from benchmarks.probes.proxy_setup import proxy_config, read_variants
     from topnas.platform.train import loop as L
-    from topnas.platform.train.train_config import FixtureSpec, parse_override
-    from topnas.search_spaces.variant import Variant
 
     stem = Path(args.table)
-    found = {v.id: v for v in (Variant.from_json(ln) for ln in
-                               Path(f"{stem}_variants.jsonl").read_text().splitlines() if ln.strip())}
+    found = read_variants(f"{stem}_variants.jsonl")
     ids = args.variants or json.loads(Path(f"{stem}_meta.json").read_text())["noise_variants"]
-    sets = {**NO_FIDELITY, **dict(parse_override(o) for o in args.set)}
-    cfg = load_sweep_config(args.sweep, sets)
     work = Path(args.work).absolute()
-    fixture = work / "fixture"
-    FixtureSpec.from_dict({**dict(cfg.proxy.fixture), "val": args.large}, "proxy.fixture").ensure(fixture)
-    cfg = load_sweep_config(args.sweep, {**sets, "proxy.dataset": str(fixture)})
+    cfg = proxy_config(args.sweep, args.set, work, fixture={"val": args.large})
     results = work / "results.jsonl"
     done = {(r["variant"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} \
         if results.exists() else set()

@@ -160,11 +160,11 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
     at_proxy = {vid: np.asarray(values[rung][:len(values[rung]) // k * k]).reshape(-1, k).mean(axis=1)
                 for vid, values in per_variant.items() if len(values[rung]) >= k}
     noisy = [g for g in at_proxy.values() if len(g) >= 2]
-    seeds_seen = max(len(values[rung]) for values in per_variant.values())
     if not noisy:
+        most = max(len(values[rung]) for values in per_variant.values())
         raise ConfigError(field, str(path), f"a table with >= {2 * k} seeds of at least one variant (seed noise"
                           + (f" of a mean of {k} seeds)" if k > 1 else ")"),
-                          hint=f"its variants have at most {seeds_seen} seeds")
+                          hint=f"its variants have at most {most} seeds")
     if reference is not None:
         ref_rows, ref_longest = _per_variant(Path(reference), REFERENCE_FIELD, space)
         if ref_longest <= rung:
