@@ -7,7 +7,9 @@ all variants), their ratio (target >= 3 at the demo's proxy budget), the Spearma
 against the longest rung (of ``--reference`` when given: a longer-budget table of the same
 variants), how many variants tie at one mIoU, and the Spearman of the variants' mIoU against their
 parameter count (``vs_params``: near 0 or below, bigger models are not better on the task, so the
-spread comes from learning speed rather than capacity). Writes the whole table and the proxy rung's
+spread comes from learning speed rather than capacity), and ``net``: the spread net of the seed
+noise in the means over the pooled seed noise (the module docstring of
+:mod:`topnas.platform.sweep.fidelity`). Writes the whole table and the proxy rung's
 numbers to a JSON file.
 
     python benchmarks/proxy_fidelity.py            # the demo's tables (proxy.fidelity, proxy.fidelity_reference)
@@ -83,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{_shown(args.table)}: {proxy.variants} finished variants, {proxy.noise_variants} with "
           f"{proxy.seed_range()} seeds{score}; Spearman against {against} ({proxy.longest_rung})")
     print(f"{'rung':>6} {'mean':>7} {'spread':>7} {'noise':>7} {'ratio':>6} {'spearman':>8} {'ties':>5} "
-          f"{'vs_params':>9}")
+          f"{'vs_params':>9} {'net':>5}")
     for r in rows:
         mark = "  <- proxy" if r["proxy_rung"] == rung else ""
         print(f"{r['proxy_rung']:>6} {r['mean_mIoU']:>7.4f} {r['spread']:>7.4f} {r['seed_noise']:>7.4f} "
-              f"{r['spread_to_noise']:>6.2f} {r['spearman']:>8.3f} {r['tied_at_mode']:>5} {r['vs_params']:>9.3f}{mark}")
+              f"{r['spread_to_noise']:>6.2f} {r['spearman']:>8.3f} {r['tied_at_mode']:>5} {r['vs_params']:>9.3f} {r['net_ratio']:>5.2f}{mark}")
     print(proxy.summary())
+    print(proxy.components())
     out = Path(args.json) if args.json else Path(args.table).with_name(f"proxy_fidelity_{Path(args.table).stem}.json")
     names = {"table": Path(args.table).name, "reference": Path(args.reference).name if args.reference else None}
     table = dict(proxy.to_dict(), **names)

@@ -39,4 +39,6 @@ def test_the_shipped_table_reports_vs_params_for_every_rung(pf, tmp_path, capsys
     expected = pf.params_spearman(TABLE)
     assert [r["proxy_rung"] for r in rows] == sorted(expected)
     assert all(r["vs_params"] == expected[r["proxy_rung"]] for r in rows)
-    assert "vs_params" in capsys.readouterr().out
+    assert all(0 <= r["architecture_share"] <= 1 and r["net_ratio"] >= 0 for r in rows)
+    printed = capsys.readouterr().out
+    assert "vs_params" in printed and "pooled seed noise" in printed

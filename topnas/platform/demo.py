@@ -143,6 +143,7 @@ def run_demo(
         fidelity = fidelity_of(cfg)  # what the sweep logged on its parent run, from the same table
         if fidelity is not None:
             echo(f"   {fidelity.summary()}")
+            echo(f"   {fidelity.components()}")
             table = Path(fidelity.table)
             echo(f"   (measured on {table.parent.name}/{table.name}: benchmarks/proxy_fidelity.py prints every rung)")
 

@@ -67,6 +67,38 @@ def test_noise_spread_and_spearman_follow_their_definitions(tmp_path):
     assert f.spearman == pytest.approx(0.9486832980505138)
     assert f.tied_at_mode == 2
     assert fidelity_metrics(f)["proxy_spread_to_noise"] == pytest.approx(f.spread_to_noise)
+    # variance components: pooled within-variant variance (2 + 2 degrees of freedom); the spread of the
+    # means less the noise they carry (variants with 3, 3, 1, 1 seeds)
+    within = (2 * statistics.variance([0.20, 0.22, 0.18]) + 2 * statistics.variance([0.40, 0.43, 0.40])) / 4
+    net = math.sqrt(statistics.variance(means10) - within * (1 / 3 + 1 / 3 + 1 + 1) / 4)
+    assert f.seed_noise_pooled == pytest.approx(math.sqrt(within))
+    assert f.spread_net == pytest.approx(net)
+    assert f.net_ratio == pytest.approx(net / math.sqrt(within))
+    assert f.architecture_share == pytest.approx(net ** 2 / (net ** 2 + within))
+    assert fidelity_metrics(f)["proxy_net_ratio"] == pytest.approx(f.net_ratio)
+    assert f"{f.net_ratio:.1f}x pooled seed noise" in f.components()
+
+
+def test_variance_components_recover_the_noise_and_spread_a_table_was_made_with(tmp_path):
+    """Simulated proxy scores: variant effects of std 0.03, seed noise of std 0.02; most variants have 2 seeds.
+
+    The pooled noise and the net spread find both; the plain figures are off in the known directions
+    (the mean of 2-seed stds is low, the spread of seed means carries noise)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    effects = 0.6 + 0.03 * rng.standard_normal(120)
+    curves = {i: {s: {10: float(e + 0.02 * rng.standard_normal())} for s in range(6 if i < 12 else 2)}
+              for i, e in enumerate(effects)}
+    f = measure_fidelity(write_table(tmp_path, curves), 10)
+    assert f.seed_noise_pooled == pytest.approx(0.02, rel=0.1)
+    assert f.spread_net == pytest.approx(0.03, rel=0.15)
+    assert f.seed_noise < 0.9 * f.seed_noise_pooled and f.spread > f.spread_net
+    assert f.architecture_share == pytest.approx(0.03 ** 2 / (0.03 ** 2 + 0.02 ** 2), abs=0.1)
+    # no architecture effect at all: the net spread is (about) zero, the plain ratio is not
+    flat = {i: {s: {10: float(0.6 + 0.02 * rng.standard_normal())} for s in range(2)} for i in range(120)}
+    g = measure_fidelity(write_table(tmp_path, flat), 10)
+    assert g.net_ratio < 0.35 < g.spread_to_noise
 
 
 def test_a_score_averaged_over_seeds_is_measured_on_disjoint_seed_groups(tmp_path):
@@ -150,6 +182,8 @@ def test_the_parent_run_logs_the_measured_fidelity(tmp_path, test_predictor):
     assert run.data.metrics["proxy_spread_to_noise"] == pytest.approx(expected.spread_to_noise)
     assert run.data.metrics["proxy_seed_noise"] == pytest.approx(expected.seed_noise)
     assert run.data.metrics["proxy_spearman"] == pytest.approx(expected.spearman)
+    assert run.data.metrics["proxy_spread_net"] == pytest.approx(expected.spread_net)
+    assert run.data.metrics["proxy_seed_noise_pooled"] == pytest.approx(expected.seed_noise_pooled)
     assert run.data.params["proxy.fidelity.proxy_rung"] == "10"
     assert run.data.params["proxy.fidelity.exact"] == "false"  # a rung of longer runs, no reference
     assert run.data.params["proxy.fidelity.reference"] == "none"
@@ -174,6 +208,10 @@ def test_the_demo_figure_is_computed_from_the_shipped_table():
     spread = statistics.stdev(statistics.mean(v) for v in at.values())
     assert f.variants == len(at)
     assert f.spread_to_noise == pytest.approx(spread / noise)
+    within = sum((len(v) - 1) * statistics.variance(v) for v in at.values() if len(v) >= 2) / sum(
+        len(v) - 1 for v in at.values())
+    net = math.sqrt(max(0.0, spread ** 2 - within * statistics.mean(1 / len(v) for v in at.values())))
+    assert f.net_ratio == pytest.approx(net / math.sqrt(within))
     assert f.exact == (longest == f.proxy_rung)  # the demo's table: runs of exactly its proxy
     if cfg.proxy.fidelity_reference:  # ranked against the same variants' longest training
         from scipy.stats import spearmanr

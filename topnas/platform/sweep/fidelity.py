@@ -15,6 +15,18 @@ long budget, a few of them trained with several seeds):
 * ``tied_at_mode``: how many variants share the most common proxy mIoU (4 decimals); a degenerate
   proxy leaves many at the background-only prediction.
 
+The mean of per-variant standard deviations is low for variants with 2 seeds (for normal noise 0.8 of the
+true noise), and a spread of seed means still holds part of the seed noise, so both flatter a
+proxy. A one-way random-effects analysis of variance gives the same two quantities without either bias:
+
+* ``seed_noise_pooled``: the square root of the pooled within-variant variance (every variant
+  with >= 2 seeds, weighted by its degrees of freedom);
+* ``spread_net``: the spread between variants with the seed noise of their means removed,
+  ``sqrt(max(0, spread**2 - pooled_variance * mean(1 / seeds of a variant)))``;
+* ``net_ratio`` = spread_net / seed_noise_pooled, and ``architecture_share`` = the part of one trial's
+  score variance that the architecture explains, ``spread_net**2 / (spread_net**2 + pooled_variance)``
+  (an intraclass correlation: 0.9 at a net ratio of 3, 0.5 at 1).
+
 ``seeds_per_trial`` k > 1 measures a proxy whose score is the mean of k seeds (less noise for k
 times the training): the table's seeds of a variant are taken in order in groups of k; the seed
 noise is the std of the group means of variants with >= 2 groups, and a variant's score is the mean
@@ -80,6 +92,10 @@ class Fidelity:
     reference_variants: int = 0  # variants of the table the reference also holds (the Spearman's sample)
     seeds_per_trial: int = 1  # a variant's score is the mean of this many seeds
     min_seeds: int = 0  # fewest seeds of a variant counted in the noise (0: unknown)
+    seed_noise_pooled: float = math.nan  # variance components (module docstring)
+    spread_net: float = math.nan
+    net_ratio: float = math.nan
+    architecture_share: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,9 +115,24 @@ class Fidelity:
                 f"{self.spread_to_noise:.1f}x seed noise {self.seed_noise:.4f}; Spearman vs {self.longest_rung} "
                 f"iterations {self.spearman:.2f}{shared}; {self.tied_at_mode} variants tied at one mIoU")
 
+    def components(self) -> str:
+        """The same spread and noise without the biases of small seed counts (module docstring)."""
+        return (f"without the seed noise in the means: spread {self.spread_net:.4f} = {self.net_ratio:.1f}x pooled "
+                f"seed noise {self.seed_noise_pooled:.4f}; the architecture explains {self.architecture_share:.0%} "
+                "of a trial's score variance")
+
 
 def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
+
+
+def _variance_components(scores: list[np.ndarray]) -> tuple[float, float]:
+    """``(pooled seed noise, spread net of seed noise)`` of per-variant scores (one-way random effects)."""
+    dof = sum(len(g) - 1 for g in scores)
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in scores) / dof
+    means = np.array([g.mean() for g in scores])
+    between = float(np.var(means, ddof=1)) - within * float(np.mean([1.0 / len(g) for g in scores]))
+    return math.sqrt(within), math.sqrt(max(between, 0.0))
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -182,6 +213,7 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
     proxy_means = np.array([np.mean(at_proxy[v]) for v in ids])
     noise = float(np.mean([_std(v) for v in noisy]))
     spread = _std(proxy_means)
+    pooled, net = _variance_components([at_proxy[v] for v in ids])
     _, counts = np.unique(np.round(proxy_means, 4), return_counts=True)
     spearman = _spearman(np.array([np.mean(at_proxy[v]) for v in shared]),
                          np.array([np.mean(at_long[v]) for v in shared]))
@@ -193,6 +225,8 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
         exact=rung == longest, reference=str(reference) if reference is not None else None,
         reference_variants=len(shared) if reference is not None else 0, seeds_per_trial=k,
         min_seeds=min(len(per_variant[v][rung]) for v, g in at_proxy.items() if len(g) >= 2),
+        seed_noise_pooled=pooled, spread_net=net, net_ratio=net / pooled if pooled > 0 else float("inf"),
+        architecture_share=net ** 2 / (net ** 2 + pooled ** 2) if net > 0 or pooled > 0 else float("nan"),
     )
 
 
@@ -263,5 +297,7 @@ def fidelity_params(f: Fidelity) -> dict[str, str]:
 def fidelity_metrics(f: Fidelity) -> dict[str, float]:
     """MLflow metrics of the sweep's parent run (non-finite values left out)."""
     values = {"proxy_seed_noise": f.seed_noise, "proxy_spread": f.spread, "proxy_spread_to_noise": f.spread_to_noise,
-              "proxy_spearman": f.spearman, "proxy_tied_at_mode": float(f.tied_at_mode)}
+              "proxy_spearman": f.spearman, "proxy_tied_at_mode": float(f.tied_at_mode),
+              "proxy_seed_noise_pooled": f.seed_noise_pooled, "proxy_spread_net": f.spread_net,
+              "proxy_net_ratio": f.net_ratio, "proxy_architecture_share": f.architecture_share}
     return {k: float(v) for k, v in values.items() if math.isfinite(v)}
