@@ -255,8 +255,12 @@ def _predict_cpu(logits: torch.Tensor, orig_hws: list, input_hw: Any) -> list[to
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, device: torch.device,
              num_classes: int, max_samples: int | None = None, amp: bool = False, fast: bool = True,
-             batch_size: int = EVAL_BATCH) -> dict[str, Any]:
+             batch_size: int = EVAL_BATCH, slide: tuple[tuple[int, int], tuple[int, int]] | None = None,
+             ) -> dict[str, Any]:
     """Official single-scale whole-image test path; histograms summed over ranks (all_reduce).
+
+    ``slide``: ``(window, stride)`` tests each image on sliding windows instead
+    (:mod:`topnas.platform.train.slide`, ``DataConfig.test_mode``).
 
     Rank ``r`` evaluates images ``r, r + world_size, ...``; every rank must call this together.
     ``fast`` (default): :func:`inference_copy` under ``torch.inference_mode``, consecutive images of
@@ -271,7 +275,20 @@ def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, devi
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     step = max(1, batch_size) if fast else 1
 
+    def run_slide(sample: dict[str, Any]) -> None:
+        from topnas.platform.train.slide import slide_logits
+
+        img, label = sample["img"][None].to(device), sample["gt_semantic_seg"].to(device)
+        with torch.inference_mode(fast), \
+                torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            logits = slide_logits(net, img, *slide, channels_last=fast)
+        acc.update(evaluate_logits_to_original(logits, orig_hw=label.shape[-2:])[0], label)
+
     def run(batch: list[dict[str, Any]]) -> None:
+        if slide is not None:
+            for sample in batch:
+                run_slide(sample)
+            return
         img = torch.stack([b["img"] for b in batch]).to(device)
         if fast:
             img = img.contiguous(memory_format=torch.channels_last)
@@ -435,7 +452,8 @@ def run_loop(cfg: TrainConfig, job: TrainJob, session: Session) -> dict[str, Any
         if do_eval:
             t0 = time.perf_counter()
             result = evaluate(unwrap(net), val_ds, rank=rank, world_size=world, device=device,
-                              num_classes=cfg.model.num_classes, max_samples=cfg.data.val_max_samples, amp=amp)
+                              num_classes=cfg.model.num_classes, max_samples=cfg.data.val_max_samples, amp=amp,
+                              slide=cfg.data.slide_window())
             last_eval = {"val_mIoU": result["mIoU"], "val_mAcc": result["mAcc"], "val_aAcc": result["aAcc"]}
             if rank == 0:
                 _say(f"[eval] it {it}: mIoU {result['mIoU']:.4f} mAcc {result['mAcc']:.4f} "

@@ -190,7 +190,12 @@ class FixtureSpec(Section):
 
 @dataclass(frozen=True)
 class DataConfig(Section):
-    """Dataset folder and the official pipelines' parameters (mmseg ``data`` + pipelines)."""
+    """Dataset folder and the official pipelines' parameters (mmseg ``data`` + pipelines).
+
+    ``test_mode``: ``whole`` (the official ADE20K test: the whole image at ``test_img_scale``) or
+    ``slide`` (mmseg's sliding window: windows of ``test_crop_size``, default ``crop_size``, every
+    ``test_stride``, default half the window; for training crops much smaller than the test images).
+    """
 
     root: str = ""
     train_split: str = "training"
@@ -208,6 +213,9 @@ class DataConfig(Section):
     workers_per_gpu: int = 4
     val_max_samples: int | None = None
     fixture: FixtureSpec | None = None
+    test_mode: Literal["whole", "slide"] = "whole"
+    test_crop_size: tuple[int, int] | None = None
+    test_stride: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.root:
@@ -228,6 +236,25 @@ class DataConfig(Section):
         require_positive("val_max_samples", self.val_max_samples)
         if self.train_split == self.val_split:
             raise ConfigError("val_split", self.val_split, f"a split other than train_split={self.train_split!r}")
+        for name in ("test_crop_size", "test_stride"):
+            value = getattr(self, name)
+            if value is not None and self.test_mode != "slide":
+                raise ConfigError(name, list(value), "null unless test_mode is slide")
+            for i, v in enumerate(value or ()):
+                require_positive(f"{name}[{i}]", v)
+        if self.test_mode == "slide":
+            crop, stride = self.slide_window()
+            if any(s > c for s, c in zip(stride, crop)):
+                raise ConfigError("test_stride", list(stride), f"at most the window test_crop_size={list(crop)} "
+                                  "on each axis (a larger step leaves pixels unpredicted)")
+
+    def slide_window(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """``(window, stride)`` of sliding-window testing, None for whole-image testing."""
+        if self.test_mode != "slide":
+            return None
+        crop = tuple(self.test_crop_size or self.crop_size)
+        stride = tuple(self.test_stride or (max(1, crop[0] // 2), max(1, crop[1] // 2)))
+        return (int(crop[0]), int(crop[1])), (int(stride[0]), int(stride[1]))
 
 
 @dataclass(frozen=True)
