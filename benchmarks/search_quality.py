@@ -5,7 +5,8 @@ budget), ``nsga2``, ``nsga2_asha`` (mIoU-only ASHA), ``nsga2_moasha`` (MO-ASHA),
 ``--quick``, ``gp`` (each GP proposal refits Gaussian processes on every finished trial, about ten
 times NSGA-II's CPU per trial - compare ``--methods gp --seeds 1`` with ``--methods nsga2 --seeds 1``
 - so its ten seeds alone overrun the quick run's 3 minutes on 2 cores); ``--seeds`` sampler seeds each. Each run replays the benchmark table
-(default: the demo sweep's 960-iteration table, ``proxy.fidelity_reference``; ``<t>.csv`` + its variants file, see
+(default: ``benchmarks/data/replay_4class/``, the demo space trained 960 iterations with an evaluation every 60, 16
+rungs for the rung schedulers; ``<t>.csv`` + its variants file, see
 ``topnas/platform/sweep/replay.py``):
 a trial's ``val_mIoU`` at every evaluation comes from the table, latency from the predictor.
 
@@ -70,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TABLE = ROOT / "benchmarks" / "data" / "replay_4class" / "replay_fixture-small.csv"
 sys.path.insert(0, str(ROOT))
 
 METHODS: dict[str, tuple[str, str]] = {  # name -> (sampler, scheduler)
@@ -310,18 +312,20 @@ def _complete_subset(table: Path, work: Path) -> tuple[Path, int, int]:
 
 
 def _default_table() -> Path | None:
-    """The demo sweep's long-budget table (its ``proxy.fidelity_reference``): the demo's own space and fixture."""
-    from topnas.platform.sweep import load_sweep_config
+    """The replay benchmark's table: the demo's search space and fixture at 960 iterations, 16 rungs.
+
+    Not the demo's ``proxy.fidelity_reference``: that table only needs its last evaluation and is
+    tested like the demo's proxy (sliding windows); this one was made for rung schedulers, and the
+    search-quality figures in the README were measured on it.
+    """
     from topnas.platform.sweep.replay import variants_path
 
-    ref = load_sweep_config(ROOT / "experiments" / "sweep_demo_fixture.yaml").proxy.fidelity_reference
-    table = Path(ref) if ref else None
-    return table if table is not None and table.is_file() and variants_path(table).is_file() else None
+    return DEFAULT_TABLE if DEFAULT_TABLE.is_file() and variants_path(DEFAULT_TABLE).is_file() else None
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--table", help="replay table CSV (default: the demo sweep's proxy.fidelity_reference, its 960-iteration table)")
+    ap.add_argument("--table", help="replay table CSV (default: benchmarks/data/replay_4class/, 960 iterations, 16 rungs)")
     ap.add_argument("--synthetic", type=int, metavar="N", help="use a made-up table of N variants instead")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), help="default: all (--quick: all but gp)")
@@ -356,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         table = Path(args.table) if args.table else _default_table()
         if table is None:
-            sys.exit("the demo sweep names no long-budget table (proxy.fidelity_reference): give --table or --synthetic N")
+            sys.exit(f"{DEFAULT_TABLE} is missing: give --table or --synthetic N")
     source = table
     table, _, n_in_file = _complete_subset(table, work)
     space, iterations, every = _table_layout(table)

@@ -106,15 +106,19 @@ def test_diagnose_runs_each_part_in_a_sweep_of_its_own(table, capsys):
     assert all(values["trials_started"] > 0 for values in out.values())  # no run reads another's ledger
 
 
-def test_default_table_is_the_demo_sweeps_long_budget_table():
+def test_default_table_is_the_demo_spaces_long_budget_table_with_many_rungs():
     import yaml
 
     from topnas.platform.sweep.replay import read_table
+    from topnas.search_spaces import SearchSpace
 
     demo = ROOT / "experiments" / "sweep_demo_fixture.yaml"
-    proxy = yaml.safe_load(demo.read_text())["proxy"]
+    spec = yaml.safe_load(demo.read_text())
     table = _script()._default_table()
-    assert table == (demo.parent / proxy["fidelity_reference"]).resolve()
-    curves, _ = read_table(table)  # longer than the demo's proxy budget, at several rungs
-    assert max(max(c) for c in curves.values()) > proxy["iterations"]
+    assert table == ROOT / "benchmarks" / "data" / "replay_4class" / "replay_fixture-small.csv"
+    curves, variants = read_table(table)  # longer than the demo's proxy budget, at many rungs
+    assert max(max(c) for c in curves.values()) > spec["proxy"]["iterations"]
+    assert min(len(c) for c in curves.values()) >= 8
     assert len(curves) >= 48
+    space = SearchSpace.from_dict(spec["search_space"])
+    assert all(space.contains(v) for v in variants.values())
