@@ -1,4 +1,4 @@
-"""Compare a probe's table with the demo proxy's table on the same variants and seeds.
+"""Compare a probe's table with a base table (default: the demo proxy's whole-image table) on the same runs.
 
 A probe (``make_replay_table.py`` with one setting changed, usually stopped after its noise variants)
 holds a few variants with several seeds. Its noise and spread can only be set against the table's
@@ -49,7 +49,7 @@ def compare(probe: str | Path, base: str | Path, rung: int, min_seeds: int) -> d
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("probe", help="the probe's replay table (CSV)")
-    ap.add_argument("--base", default=str(BASE), help="default: the demo proxy's table")
+    ap.add_argument("--base", default=str(BASE), help="default: benchmarks/data/demo_proxy_4class (whole-image tests)")
     ap.add_argument("--rung", type=int, default=420)
     ap.add_argument("--min-seeds", type=int, default=3)
     args = ap.parse_args(argv)
