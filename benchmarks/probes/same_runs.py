@@ -9,15 +9,17 @@ runs of exactly those variants and seeds: the table's 48-variant figure averages
 
 For the variants with at least ``--min-seeds`` seeds in the probe, it prints, for the probe and the
 base table (restricted to the probe's seeds): seed noise (std over a variant's seeds, mean over
-variants, as ``proxy_fidelity.py``), the spread of the variants' seed means, their ratio and the mean
-mIoU.
+variants), the spread of the variants' seed means and their ratio, computed as ``proxy_fidelity.py``
+does (:func:`topnas.platform.sweep.fidelity.score_statistics`), and the mean mIoU of the runs.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 BASE = ROOT / "benchmarks" / "data" / "demo_proxy_4class" / "replay_fixture-small.csv"
 
 
@@ -25,6 +27,8 @@ def compare(probe: str | Path, base: str | Path, rung: int, min_seeds: int) -> d
     """``{"probe": {...}, "base": {...}}``: noise, spread, ratio, mean mIoU and run count at ``rung``."""
     import numpy as np
     import pandas as pd
+
+    from topnas.platform.sweep.fidelity import score_statistics
 
     new = pd.read_csv(probe)
     new = new[new.iteration == rung]
@@ -39,10 +43,10 @@ def compare(probe: str | Path, base: str | Path, rung: int, min_seeds: int) -> d
     out = {}
     for name, rows in (("probe", new), ("base", old)):
         rows = rows[rows.variant_id.isin(chosen)]
-        per = rows.groupby("variant_id").val_mIoU
-        noise, spread = float(per.std().mean()), float(per.mean().std())
-        out[name] = {"runs": len(rows), "variants": int(per.ngroups), "noise": noise, "spread": spread,
-                     "ratio": spread / noise if noise else float("nan"), "mean_mIoU": float(rows.val_mIoU.mean())}
+        stats = score_statistics({v: g.to_numpy() for v, g in rows.groupby("variant_id").val_mIoU})
+        out[name] = {"runs": len(rows), "variants": rows.variant_id.nunique(), "noise": stats["seed_noise"],
+                     "spread": stats["spread"], "ratio": stats["spread_to_noise"],
+                     "mean_mIoU": float(rows.val_mIoU.mean())}
     return out
 
 

@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     from topnas.platform.sweep.sweep_config import SweepConfig
     from topnas.search_spaces import SearchSpace
 
-__all__ = ["FIDELITY_KEYS", "NO_FIDELITY", "Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity", "table_meta"]
+__all__ = ["FIDELITY_KEYS", "NO_FIDELITY", "Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity",
+           "score_statistics", "table_meta"]
 
 FIELD = "proxy.fidelity"
 REFERENCE_FIELD = "proxy.fidelity_reference"
@@ -126,13 +127,24 @@ def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
 
 
-def _variance_components(scores: list[np.ndarray]) -> tuple[float, float]:
-    """``(pooled seed noise, spread net of seed noise)`` of per-variant scores (one-way random effects)."""
-    dof = sum(len(g) - 1 for g in scores)
-    within = sum(float(((g - g.mean()) ** 2).sum()) for g in scores) / dof
-    means = np.array([g.mean() for g in scores])
-    between = float(np.var(means, ddof=1)) - within * float(np.mean([1.0 / len(g) for g in scores]))
-    return math.sqrt(within), math.sqrt(max(between, 0.0))
+def score_statistics(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Seed noise and spread of per-variant proxy scores, plain and as variance components.
+
+    ``scores``: each variant's scores (one per seed, or per group of seeds); at least one variant
+    needs two. Keys: ``seed_noise``, ``spread``, ``spread_to_noise``, ``seed_noise_pooled``,
+    ``spread_net``, ``net_ratio``, ``architecture_share`` (module docstring).
+    """
+    groups = [np.asarray(g, dtype=float) for g in scores.values()]
+    means = np.array([g.mean() for g in groups])
+    noise = float(np.mean([_std(g) for g in groups if len(g) >= 2]))
+    spread = _std(means)
+    # one-way random effects: pooled within-variant variance; the spread of the means less their noise
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / sum(len(g) - 1 for g in groups)
+    between = float(np.var(means, ddof=1)) - within * float(np.mean([1.0 / len(g) for g in groups]))
+    pooled, net = math.sqrt(within), math.sqrt(max(between, 0.0))
+    return {"seed_noise": noise, "spread": spread, "spread_to_noise": spread / noise if noise > 0 else float("inf"),
+            "seed_noise_pooled": pooled, "spread_net": net, "net_ratio": net / pooled if pooled > 0 else float("inf"),
+            "architecture_share": net ** 2 / (net ** 2 + pooled ** 2) if net > 0 or pooled > 0 else float("nan")}
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -211,22 +223,17 @@ def measure_fidelity(table: str | Path, proxy_rung: int | None = None, space: Se
         raise ConfigError(REFERENCE_FIELD, str(reference), f"a table holding the variants of {path.name}",
                           hint=f"it holds {len(shared)} of its {len(ids)} variants")
     proxy_means = np.array([np.mean(at_proxy[v]) for v in ids])
-    noise = float(np.mean([_std(v) for v in noisy]))
-    spread = _std(proxy_means)
-    pooled, net = _variance_components([at_proxy[v] for v in ids])
+    stats = score_statistics({v: at_proxy[v] for v in ids})
     _, counts = np.unique(np.round(proxy_means, 4), return_counts=True)
     spearman = _spearman(np.array([np.mean(at_proxy[v]) for v in shared]),
                          np.array([np.mean(at_long[v]) for v in shared]))
     return Fidelity(
         table=str(path), proxy_rung=rung, longest_rung=ref_longest, variants=len(ids), noise_variants=len(noisy),
-        seeds=max(len(per_variant[v][rung]) for v in at_proxy), seed_noise=noise, spread=spread,
-        spread_to_noise=spread / noise if noise > 0 else float("inf"),
-        spearman=spearman, tied_at_mode=int(counts.max()), mean_mIoU=float(proxy_means.mean()),
+        seeds=max(len(per_variant[v][rung]) for v in at_proxy), spearman=spearman,
+        tied_at_mode=int(counts.max()), mean_mIoU=float(proxy_means.mean()),
         exact=rung == longest, reference=str(reference) if reference is not None else None,
         reference_variants=len(shared) if reference is not None else 0, seeds_per_trial=k,
-        min_seeds=min(len(per_variant[v][rung]) for v, g in at_proxy.items() if len(g) >= 2),
-        seed_noise_pooled=pooled, spread_net=net, net_ratio=net / pooled if pooled > 0 else float("inf"),
-        architecture_share=net ** 2 / (net ** 2 + pooled ** 2) if net > 0 or pooled > 0 else float("nan"),
+        min_seeds=min(len(per_variant[v][rung]) for v, g in at_proxy.items() if len(g) >= 2), **stats,
     )
 
 

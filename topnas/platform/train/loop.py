@@ -46,6 +46,7 @@ from topnas.platform.train.loss import IGNORE_INDEX
 from topnas.platform.train.optim import build_optimizer
 from topnas.platform.train.sampling import IterationBatchSampler, SeededDataset
 from topnas.platform.train.schedule import apply_lr
+from topnas.platform.train.slide import slide_logits
 from topnas.platform.train.step import train_step
 
 __all__ = [
@@ -276,8 +277,6 @@ def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, devi
     step = max(1, batch_size) if fast else 1
 
     def run_slide(sample: dict[str, Any]) -> None:
-        from topnas.platform.train.slide import slide_logits
-
         img, label = sample["img"][None].to(device), sample["gt_semantic_seg"].to(device)
         with torch.inference_mode(fast), \
                 torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
