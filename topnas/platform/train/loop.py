@@ -274,7 +274,7 @@ def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, devi
     net = inference_copy(model) if fast else model.eval()
     acc = IoUAccumulator(num_classes, IGNORE_INDEX, device=device)
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
-    step = max(1, batch_size) if fast else 1
+    step = max(1, batch_size) if fast and slide is None else 1  # slide: one image's windows are the batch
 
     def run_slide(sample: dict[str, Any]) -> None:
         img, label = sample["img"][None].to(device), sample["gt_semantic_seg"].to(device)
@@ -285,8 +285,7 @@ def evaluate(model: nn.Module, dataset: Any, *, rank: int, world_size: int, devi
 
     def run(batch: list[dict[str, Any]]) -> None:
         if slide is not None:
-            for sample in batch:
-                run_slide(sample)
+            run_slide(batch[0])
             return
         img = torch.stack([b["img"] for b in batch]).to(device)
         if fast:
