@@ -124,15 +124,23 @@ def test_a_score_averaged_over_seeds_is_measured_on_disjoint_seed_groups(tmp_pat
     assert ">= 6 seeds" in str(err.value) and "at most 5 seeds" in str(err.value)
 
 
+SPACES = {
+    "space": {**SPACE, "head": {**SPACE["head"], "channels": [32]}},
+    # the same architectures, trained without drop path: the table's runs say nothing about that proxy
+    "regularization": {**SPACE, "transformer": {**SPACE.get("transformer", {}), "drop_path_rate": 0.0}},
+}
+
+
 @pytest.mark.parametrize("what, words", [
     ("rung", "evaluated at iteration 15"),
     ("space", "search space"),
+    ("regularization", "drop_path_rate 0.0 and dropout_ratio 0.1"),
     ("seeds", ">= 2 seeds"),
 ])
 def test_a_table_that_cannot_say_fails_with_one_error(tmp_path, what, words):
     curves = {i: {0: c[0]} for i, c in CURVES.items()} if what == "seeds" else CURVES
     table = write_table(tmp_path, curves)
-    space = SearchSpace.from_dict({**SPACE, "head": {**SPACE["head"], "channels": [32]}}) if what == "space" else None
+    space = SearchSpace.from_dict(SPACES[what]) if what in SPACES else None
     with pytest.raises(ConfigError) as err:
         measure_fidelity(table, 15 if what == "rung" else 10, space)
     assert err.value.field == "proxy.fidelity" and words in str(err.value)

@@ -170,6 +170,15 @@ def _per_variant(path: Path, field: str, space: SearchSpace | None) -> tuple[dic
         if outside:
             raise ConfigError(field, str(path), f"a table of the sweep's search space ({space.name})",
                               hint=f"{len(outside)} of its variants are not in it, e.g. {outside[:2]}")
+        # contains() compares architectures; the regularization the space trains them with must match too
+        ours = {"drop_path_rate": space.drop_path_rate, "dropout_ratio": space.dropout_ratio}
+        for vid in sorted({v for v, _ in curves}):
+            theirs = {k: getattr(variants[vid].model, k) for k in ours}
+            if theirs != ours:
+                raise ConfigError(field, str(path), "a table trained with the search space's "
+                                  + " and ".join(f"{k} {v}" for k, v in ours.items()),
+                                  hint=f"variant {vid} was trained with "
+                                  + ", ".join(f"{k} {v}" for k, v in theirs.items()))
     out: dict[str, dict[int, list[float]]] = {}
     for (vid, _seed), curve in sorted(curves.items()):
         for it, value in curve.items():
