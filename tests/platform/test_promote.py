@@ -423,6 +423,13 @@ def test_champion_moves_only_on_a_non_dominated_result(sweep_env, promoted):
     d4 = P.accept(faster, tracking_uri=uri, model_name=name)
     assert not d4.moved and d4.champion == d3.candidate
 
+    # a re-run that reproduces the champion exactly (same mIoU, same export): a tie keeps the champion
+    rerun = _fake_full_run(sweep_env, promoted(name, max_latency_ms=12), 0.30)
+    d5 = P.accept(rerun, tracking_uri=uri, model_name=name)
+    assert d5.candidate != d3.candidate
+    assert not d5.moved and d5.champion == d3.candidate and "ties it" in d5.reason
+    assert str(client.get_model_version_by_alias(name, "champion").version) == d3.candidate
+
 
 def test_cli_accept_says_which_it_kept(sweep_env, promoted, capsys):
     from topnas.platform.cli import main

@@ -1,4 +1,4 @@
-"""Accepting a full run: alias ``champion`` moves to its version unless the current champion dominates it.
+"""Accepting a full run: alias ``champion`` moves to its version unless the current champion dominates or ties it.
 
 Two trained versions are compared only when they were trained and priced the same way (dataset,
 classes, input size, iterations, latency predictor: the ``setup`` tags finalize writes); otherwise
@@ -58,7 +58,8 @@ def accept(
     """Move alias ``champion`` to the full run's version unless the current champion dominates it.
 
     Compared on the final mIoU and the predicted latency of each export (version tags
-    ``topnas.final_mIoU`` / ``topnas.final_latency_ms``). A run not finalized yet is finalized first.
+    ``topnas.final_mIoU`` / ``topnas.final_latency_ms``). An exact tie keeps the champion: a re-run that
+    reproduces it is no reason to change what is deployed. A run not finalized yet is finalized first.
     No champion yet: the candidate becomes champion. Refused (:class:`PromotionRefused`) when the two
     runs differ in dataset, number of classes, input size, iterations or latency predictor
     (:func:`~topnas.platform.promote.finalization.run_setup`), naming each difference, unless
@@ -99,6 +100,9 @@ def accept(
         points = [_pareto.ParetoPoint("champion", {"val_mIoU": old[0], "latency_ms": old[1]}),
                   _pareto.ParetoPoint("candidate", {"val_mIoU": new[0], "latency_ms": new[1]})]
         flags = {f.id: f.pareto for f in _pareto.pareto_flags(points, OBJECTIVES)}
+        if new == old:  # the same model again (a re-run, a re-export): no reason to move what is deployed
+            return AcceptDecision(name, fin.version, str(current.version), str(current.version), False,
+                                  f"kept champion {describe_old}: {describe_new} ties it{note}")
         if not flags["candidate"]:
             return AcceptDecision(name, fin.version, str(current.version), str(current.version), False,
                                   f"kept champion {describe_old}: it dominates {describe_new}{note}")
