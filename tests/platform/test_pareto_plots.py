@@ -133,3 +133,23 @@ def test_front_table_errors(trials):
         front_table(trials.drop(columns=["run_id"]))
     empty = front_table(trials.iloc[0:0])
     assert "(no trials)" in empty
+
+
+def test_the_proxys_seed_noise_is_drawn_on_the_completed_trials(tmp_path, trials):
+    def error_bars(text: str) -> list[dict]:
+        found = map(json.loads, re.findall(r"\"error_y\":(\{[^{}]*\})", text))
+        return [b for b in found if "type" in b]  # not the template's default style
+
+    plain = write_front_html(trials, tmp_path / "plain.html").read_text(encoding="utf-8")
+    assert error_bars(plain) == []
+    noisy = write_front_html(trials, tmp_path / "noisy.html", miou_noise=0.05).read_text(encoding="utf-8")
+    bars = error_bars(noisy)
+    assert len(bars) == 2  # the front and the other completed trials; not stopped, infeasible or presets
+    assert all(b["type"] == "constant" and b["value"] == pytest.approx(0.05) for b in bars)
+
+    a = write_front_png(trials, tmp_path / "a.png", dpi=50)
+    b = write_front_png(trials, tmp_path / "b.png", dpi=50, miou_noise=float("nan"))  # unknown: not drawn
+    c = write_front_png(trials, tmp_path / "c.png", dpi=50, miou_noise=0.05)
+    with Image.open(a) as ia, Image.open(b) as ib, Image.open(c) as ic:
+        assert ia.tobytes() == ib.tobytes()
+        assert ia.tobytes() != ic.tobytes()

@@ -112,7 +112,7 @@ def run_demo(
             load_sweep_config,
             run_sweep,
         )
-        from topnas.platform.sweep.fidelity import fidelity_of
+        from topnas.platform.sweep.fidelity import fidelity_of, front_resolution
         from topnas.platform.sweep.layout import SweepFolder, SweepStatus
 
         # The config is parsed once: from the sweep's own folder to resume an interrupted sweep, else the YAML.
@@ -148,10 +148,14 @@ def run_demo(
             echo(f"   (measured on {table.parent.name}/{table.name}: benchmarks/proxy_fidelity.py prints every rung)")
 
         # 3. front + MLflow UI
-        from topnas.platform.pareto_plots import front_table
+        from topnas.platform.pareto_plots import front_mious, front_table
 
         _step(echo, 3, "Pareto front (val mIoU vs predicted Snapdragon 865 latency)")
         echo(front_table(table_df, "latency_ms", front_only=False))
+        if fidelity is not None:
+            line = front_resolution(front_mious(table_df), fidelity.seed_noise)
+            if line:
+                echo(f"   {line}")
         echo(f"   open the MLflow UI (and optuna-dashboard):  topnas ui {cfg.sweep_dir}")
         echo("   then the printed MLflow URL -> run "
              f"{cfg.name} -> Artifacts: pareto_front.png, pareto_front.html, hypervolume.png")

@@ -49,6 +49,7 @@ __all__ = [
     "OBJECTIVES",
     "add_pareto_column",
     "check_columns",
+    "front_mious",
     "front_table",
     "write_front_html",
     "write_front_png",
@@ -103,13 +104,15 @@ def write_front_png(
     label_all: bool = False,
     dpi: int = 120,
     predictor: str = "",
+    miou_noise: float | None = None,
 ) -> Path:
     """Scatter of all trials with the front as a step line; returns the written path.
 
     Grey dots: completed trials off the front; hollow triangles: early-stopped; red crosses:
     infeasible; blue: the front (step line, latency interval as error bars, each labelled with its
     variant id); orange stars: presets, labelled with their name (in bold, below the point). Rows without both objectives
-    (failed, running) are not drawn. ``label_all`` also labels the grey points.
+    (failed, running) are not drawn. ``label_all`` also labels the grey points. ``miou_noise``: the
+    proxy's measured seed noise, drawn as +- bars on every completed trial's mIoU.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -136,6 +139,11 @@ def write_front_png(
     if len(infeasible):
         ax.scatter(infeasible["latency_ms"], infeasible["val_mIoU"], s=30, marker="x",
                    c=_INFEASIBLE_COLOR, alpha=0.7, label=f"infeasible ({len(infeasible)})", zorder=2)
+    completed = data[data["status"] == _pareto.ELIGIBLE_STATUS]
+    if _noise_known(miou_noise) and len(completed):
+        ax.errorbar(completed["latency_ms"], completed["val_mIoU"], yerr=float(miou_noise), fmt="none",
+                    ecolor="0.45", alpha=0.6, capsize=2, zorder=1,
+                    label=f"\u00b1 proxy seed noise ({float(miou_noise):.4f} mIoU)")
     if len(front):
         xerr = _xerr(front)
         if xerr is not None:
@@ -210,11 +218,12 @@ def write_hypervolume_png(
 
 
 def write_front_html(df: pd.DataFrame, path: str | os.PathLike[str], *, title: str | None = None,
-                     predictor: str = "") -> Path:
+                     predictor: str = "", miou_noise: float | None = None) -> Path:
     """Interactive, self-contained plotly page (plotly.js inlined, works offline in MLflow's UI).
 
     Hovering a point shows its variant id, objectives, run id and config JSON. Below the chart a
-    plain table lists every drawn trial (front first) with its config text.
+    plain table lists every drawn trial (front first) with its config text. ``miou_noise``: the
+    proxy's measured seed noise, drawn as +- bars on the completed trials' mIoU.
     """
     import plotly.graph_objects as go
 
@@ -242,6 +251,8 @@ def write_front_html(df: pd.DataFrame, path: str | os.PathLike[str], *, title: s
         fig.add_trace(go.Scatter(
             x=part["latency_ms"], y=part["val_mIoU"], mode=mode, name=f"{name} ({len(part)})",
             marker=marker, line=dict(shape="hv") if "lines" in mode else None,
+            error_y=(dict(type="constant", value=float(miou_noise), thickness=1, width=3)
+                     if _noise_known(miou_noise) and name in ("trials", "Pareto front") else None),
             text=[str(p) for p in part["preset"]] if name == "presets" else None,
             textposition="bottom right",
             hovertext=[_hover(row) for _, row in part.iterrows()],
@@ -346,6 +357,15 @@ def _plottable(df: pd.DataFrame) -> pd.DataFrame:
     data["pareto"] = data["pareto"].fillna(False).astype(bool)
     finite = np.isfinite(data["val_mIoU"]) & np.isfinite(data["latency_ms"])
     return data[finite]
+
+
+def front_mious(df: pd.DataFrame) -> list[float]:
+    """The mIoU of the completed trials on the front (the rows a front table marks with *)."""
+    return [float(v) for v in df.loc[df["pareto"] & (df["status"] == _pareto.ELIGIBLE_STATUS), "val_mIoU"]]
+
+
+def _noise_known(noise: float | None) -> bool:
+    return noise is not None and math.isfinite(float(noise)) and float(noise) > 0
 
 
 def _xerr(front: pd.DataFrame) -> Any:

@@ -60,3 +60,30 @@ def test_pareto_show_sorts_and_filters(tmp_path, capsys):
     assert main(["pareto", "show", str(folder), "--all"]) == 0
     out = capsys.readouterr().out
     assert all(f"tf-{t}" in out for t in "abcd") and out.index("tf-b") < out.index("tf-a")
+
+
+def test_pareto_show_says_whether_the_fronts_mIoU_order_is_above_the_proxys_seed_noise(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    from topnas.platform.sweep.fidelity import Fidelity
+
+    folder = tmp_path / "s"
+    ledger = Ledger(folder)
+    for tid, miou, lat in [("a", 0.9011, 24.0), ("b", 0.9007, 20.0), ("c", 0.8800, 30.0)]:
+        ledger.append(TrialRecord(trial_id=tid, variant_id=f"tf-{tid}", status="completed", val_mIoU=miou,
+                                  latency_ms=lat, latency_lo=lat - 1, latency_hi=lat + 1, params=10, macs=20,
+                                  run_id=f"r{tid}"))
+    SweepState("s", "parent", "1", "sqlite:///x", {"val_mIoU": 0.0, "latency_ms": 40.0}, "p").save(folder)
+    assert main(["pareto", "show", str(folder)]) == 0
+    assert "seed noise" not in capsys.readouterr().out  # no fidelity recorded: nothing to compare with
+
+    noise = Fidelity(table="t.csv", proxy_rung=420, longest_rung=960, variants=48, noise_variants=6, seeds=4,
+                     seed_noise=0.0048, spread=0.0076, spread_to_noise=1.58, spearman=0.7, tied_at_mode=2,
+                     mean_mIoU=0.897)
+    (folder / "proxy_fidelity.json").write_text(json.dumps(dataclasses.asdict(noise)))
+    assert main(["pareto", "show", str(folder)]) == 0
+    out = capsys.readouterr().out
+    # the front is a (0.9011, 24 ms) and b (0.9007, 20 ms): 0.0004 apart, a twelfth of the noise
+    assert "the front's 2 members span 0.0004 mIoU = 0.1x the proxy's seed noise 0.0048" in out
+    assert "within the noise" in out

@@ -287,3 +287,29 @@ def test_sweep_yaml_names_a_reference_relative_to_itself(tmp_path, test_predicto
     with pytest.raises(ConfigError) as err:  # a reference with no table to rank
         _cfg(tmp_path, test_predictor, None, **{"proxy.fidelity_reference": "../replay_test-small.csv"})
     assert err.value.field == "proxy.fidelity_reference" and "unless proxy.fidelity" in str(err.value)
+
+
+def test_front_resolution_compares_the_fronts_mIoU_span_with_the_seed_noise():
+    from topnas.platform.sweep.fidelity import front_resolution
+
+    close = front_resolution([0.9007, 0.9011, 0.9007], 0.0048)
+    assert close.startswith("the front's 3 members span 0.0004 mIoU = 0.1x the proxy's seed noise 0.0048")
+    assert "within the noise" in close
+    apart = front_resolution([0.80, 0.90, float("nan")], 0.01)
+    assert apart == "the front's 2 members span 0.1000 mIoU = 10.0x the proxy's seed noise 0.0100"
+    assert front_resolution([0.9], 0.0048) is None  # one member: no order to judge
+    assert front_resolution([0.8, 0.9], float("nan")) is None
+
+
+def test_load_fidelity_reads_back_what_the_sweep_recorded(tmp_path):
+    from topnas.platform.sweep.fidelity import load_fidelity
+
+    table = write_table(tmp_path)
+    measured = measure_fidelity(table, 10)
+    path = tmp_path / "proxy_fidelity.json"
+    assert load_fidelity(path) is None
+    path.write_text(json.dumps({**measured.to_dict(), "a_key_from_a_newer_version": 1}))
+    assert load_fidelity(path).to_dict() == pytest.approx(measured.to_dict(), nan_ok=True)
+    for damaged in ("{not json", json.dumps({"table": "t.csv"}), "[]"):  # a file it cannot read only loses the note
+        path.write_text(damaged)
+        assert load_fidelity(path) is None

@@ -40,10 +40,25 @@ def _show(args: argparse.Namespace) -> int:
     print(f"sweep {state.name} ({state.status}): {counts}; {int(df['pareto'].sum())} on the front; "
           f"hypervolume {hv:.4g}")
     print(front_table(df, args.sort, front_only=not args.all))
+    _say_resolution(folder, df)
     _say_predictor(state)
     print(f"MLflow parent run {state.parent_run_id} at {state.tracking_uri}")
     _say_pending(folder, state.name)
     return 0
+
+
+def _say_resolution(folder, df) -> None:
+    """With the proxy's measured seed noise (the sweep YAML named a fidelity table): is the front's mIoU order real?"""
+    from topnas.platform.pareto_plots import front_mious
+    from topnas.platform.sweep.fidelity import front_resolution, load_fidelity
+    from topnas.platform.sweep.layout import SweepFolder
+
+    fidelity = load_fidelity(SweepFolder(folder).fidelity)
+    if fidelity is None:
+        return
+    line = front_resolution(front_mious(df), fidelity.seed_noise)
+    if line:
+        print(line)
 
 
 def _say_predictor(state) -> None:

@@ -310,10 +310,15 @@ def _draw_front(cfg: SweepConfig, state: SweepState, tracker: SweepTracker, df: 
         write_hypervolume_png,
     )
 
+    from topnas.platform.sweep.fidelity import load_fidelity
+    from topnas.platform.sweep.layout import SweepFolder
+
     out = cfg.sweep_dir / PARETO_DIR
+    fidelity = load_fidelity(SweepFolder(cfg.sweep_dir).fidelity)  # written when the sweep started
+    noise = fidelity.seed_noise if fidelity is not None else None
     write_front_png(df, out / "pareto_front.png", title=title, latency_budget=cfg.latency.budget_ms,
-                    predictor=state.predictor_label)
-    write_front_html(df, out / "pareto_front.html", title=title, predictor=state.predictor_label)
+                    predictor=state.predictor_label, miou_noise=noise)
+    write_front_html(df, out / "pareto_front.html", title=title, predictor=state.predictor_label, miou_noise=noise)
     write_hypervolume_png(history, out / "hypervolume.png", title=f"{cfg.name}: hypervolume "
                           f"(reference: mIoU {state.reference_point['val_mIoU']:g}, "
                           f"{state.reference_point['latency_ms']:.1f} ms)")

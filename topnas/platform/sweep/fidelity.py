@@ -49,10 +49,11 @@ not fit the sweep) and logged on its MLflow parent run (:func:`fidelity_params`,
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -62,8 +63,10 @@ if TYPE_CHECKING:
     from topnas.platform.sweep.sweep_config import SweepConfig
     from topnas.search_spaces import SearchSpace
 
-__all__ = ["FIDELITY_KEYS", "NO_FIDELITY", "Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params", "measure_fidelity",
-           "score_statistics", "table_meta"]
+__all__ = ["FIDELITY_KEYS", "NO_FIDELITY", "Fidelity", "fidelity_metrics", "fidelity_of", "fidelity_params",
+           "front_resolution", "load_fidelity", "measure_fidelity", "score_statistics", "table_meta"]
+
+log = logging.getLogger(__name__)
 
 FIELD = "proxy.fidelity"
 REFERENCE_FIELD = "proxy.fidelity_reference"
@@ -121,6 +124,42 @@ class Fidelity:
         return (f"without the seed noise in the means: spread {self.spread_net:.4f} = {self.net_ratio:.1f}x pooled "
                 f"seed noise {self.seed_noise_pooled:.4f}; the architecture explains {self.architecture_share:.0%} "
                 "of a trial's score variance")
+
+
+def load_fidelity(path: str | Path) -> Fidelity | None:
+    """The fidelity a sweep recorded when it started (its folder's ``proxy_fidelity.json``), or None.
+
+    A file this version cannot read (damaged, or written by a version with other fields) is None with
+    a warning: it only annotates fronts, and must not stop them being shown.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    known = set(Fidelity.__dataclass_fields__)
+    try:
+        data = json.loads(path.read_text())
+        return Fidelity(**{k: v for k, v in data.items() if k in known})
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+
+
+def front_resolution(values: Sequence[float], seed_noise: float) -> str | None:
+    """One line: how far apart the front's mIoU values lie, in units of the proxy's seed noise.
+
+    A front whose members differ by less than one trial's seed noise has no measured mIoU order:
+    its latency order is then the only one the sweep resolved. None for fewer than two members or
+    no finite noise.
+    """
+    vals = [float(v) for v in values if math.isfinite(float(v))]
+    if len(vals) < 2 or not (math.isfinite(seed_noise) and seed_noise > 0):
+        return None
+    span = max(vals) - min(vals)
+    line = (f"the front's {len(vals)} members span {span:.4f} mIoU = {span / seed_noise:.1f}x the proxy's seed noise "
+            f"{seed_noise:.4f}")
+    if span < seed_noise:
+        line += ": their mIoU order is within the noise, so only their latency order is measured"
+    return line
 
 
 def _std(values: np.ndarray) -> float:
