@@ -251,3 +251,22 @@ def test_knee_small_fronts():
 def test_knee_needs_two_objectives():
     with pytest.raises(ConfigError, match="exactly 2"):
         knee_point([P("a", 0.3, 10)], {"acc": "max"})
+
+
+# --------------------------------------------------------------------------- thinning at a noise level
+def test_thin_front_keeps_a_member_only_for_a_gain_above_the_resolution():
+    from topnas.platform.pareto import thin_front
+
+    demo = [P("mid", 0.9007, 20.6), P("slow", 0.9011, 24.1), P("fast", 0.9007, 19.8), P("worse", 0.89, 22.0)]
+    assert [p.id for p in thin_front(demo, OBJ, "acc", 0.0048)] == ["fast"]
+    assert [p.id for p in thin_front(demo, OBJ, "acc", 0.0001)] == ["fast", "slow"]  # mid ties fast: dominated
+    # gains of 0.6 x the resolution: every second member, measured from the last one kept
+    steps = [P(f"p{i}", 0.50 + 0.006 * i, 1.0 + i) for i in range(5)]
+    assert [p.id for p in thin_front(steps, OBJ, "acc", 0.01)] == ["p0", "p2", "p4"]
+    # no resolution: the whole front, fastest first; dominated and failed points never count
+    assert [p.id for p in thin_front(demo, OBJ, "acc", float("nan"))] == ["fast", "slow"]
+    assert [p.id for p in thin_front(steps + [P("x", 0.99, 0.5, "failed")], OBJ, "acc", 0.0)] == [
+        f"p{i}" for i in range(5)]
+    assert thin_front([], OBJ, "acc", 0.01) == []
+    with pytest.raises(ConfigError, match="objective"):
+        thin_front(steps, OBJ, "latency", 0.01)

@@ -707,3 +707,46 @@ def test_ray_job_submission_names_the_interpreter_and_passes_tracking(record, sw
     assert calls["entrypoint"].startswith("/opt/venv/bin/python -m topnas promote --run-full")
     assert calls["runtime_env"]["env_vars"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert "TOPNAS_HOME" not in calls["runtime_env"]["env_vars"]
+
+
+@pytest.mark.parametrize("noise, knee, widest, kept", [
+    (0.06, "trial_B", "trial_B", 2),  # C beats B by 0.05 <= 0.06: not worth its 20 ms
+    (0.20, "trial_A", "trial_A", 1),  # every gain within the noise: the fastest member
+    (0.01, "trial_B", "trial_C", 3),  # every gain above the noise: the plain rules
+])
+def test_selection_does_not_pay_latency_for_mIoU_gains_within_the_proxys_seed_noise(record, noise, knee, widest,
+                                                                                      kept):
+    import dataclasses
+
+    # the front: A (0.30, 10 ms), B (0.40, 20 ms), C (0.45, 40 ms)
+    noisy = dataclasses.replace(record, seed_noise=noise)
+    by_knee = P.select_trial(noisy, knee=True)
+    by_budget = P.select_trial(noisy, max_latency_ms=1000)
+    assert (by_knee.trial_id, by_budget.trial_id) == (knee, widest)
+    words = f"(front thinned at the proxy's seed noise, {noise:.4f} mIoU: {kept} of 3 members kept)"
+    assert by_knee.rule == f"knee {words}" and by_budget.rule == f"max_latency_ms<=1000 {words}"
+
+
+def test_load_sweep_finds_the_seed_noise_in_the_folder_then_on_the_parent_run(record, sweep_env):
+    import json
+    from types import SimpleNamespace
+
+    from topnas.platform.sweep.reader import _seed_noise
+
+    assert record.seed_noise is None  # this sweep measured none
+    fidelity_file = sweep_env["runs"] / "sweeps" / SWEEP / "proxy_fidelity.json"
+    fidelity_file.write_text(json.dumps({"table": "t.csv", "proxy_rung": 420, "longest_rung": 960, "variants": 48,
+                                         "noise_variants": 6, "seeds": 4, "seed_noise": 0.0048, "spread": 0.0076,
+                                         "spread_to_noise": 1.58, "spearman": 0.7, "tied_at_mode": 2,
+                                         "mean_mIoU": 0.897}))
+    try:
+        assert P.load_sweep(SWEEP, tracking_uri=sweep_env["uri"]).seed_noise == pytest.approx(0.0048)
+    finally:
+        fidelity_file.unlink()
+
+    def client(metrics):
+        return SimpleNamespace(get_run=lambda run_id: SimpleNamespace(data=SimpleNamespace(metrics=metrics)))
+
+    assert _seed_noise(None, client({"proxy_seed_noise": 0.011}), "parent") == pytest.approx(0.011)
+    assert _seed_noise(None, client({}), "parent") is None
+    assert _seed_noise(None, client({"proxy_seed_noise": 0.011}), None) is None

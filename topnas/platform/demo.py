@@ -165,7 +165,7 @@ def run_demo(
         sel = P.select_trial(record, knee=True)
         promo = P.promote(sel, record, out_dir=out / "promoted", scale_down=str(experiments_dir() / FULL_FIXTURE),
                           max_iters=full_iters)
-        _step(echo, 4, f"promote the knee: trial {sel.trial_id}, variant {sel.variant_id} (proxy mIoU "
+        _step(echo, 4, f"promote the {sel.rule}: trial {sel.trial_id}, variant {sel.variant_id} (proxy mIoU "
                        f"{sel.value('val_mIoU'):.4f}, {sel.value('latency_ms'):.2f} ms predicted), size class "
                        f"{promo.size.name}")
         echo(f"   160k ADE20K recipe: {promo.yaml_path}")

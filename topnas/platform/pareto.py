@@ -53,6 +53,7 @@ __all__ = [
     "non_dominated",
     "pareto_flags",
     "points_from_records",
+    "thin_front",
 ]
 
 DIRECTIONS = ("max", "min")
@@ -151,6 +152,33 @@ def non_dominated(points: Sequence[ParetoPoint], objectives: Mapping[str, str]) 
     """
     flags = pareto_flags(points, objectives)
     return [p for p, f in zip(points, flags) if f.pareto]
+
+
+def thin_front(points: Sequence[ParetoPoint], objectives: Mapping[str, str], objective: str,
+               resolution: float) -> list[ParetoPoint]:
+    """The front without members whose gain in ``objective`` over a cheaper kept member is within ``resolution``.
+
+    For two objectives, one of them measured with noise (a proxy mIoU with seed noise ``resolution``):
+    walking the front from the best value of the other objective, a member is kept only when it
+    improves ``objective`` by more than ``resolution`` over the last member kept (epsilon-dominance,
+    Laumanns et al. 2002). The first member is always kept; the result is in that walking order.
+    ``resolution`` <= 0 or not finite keeps the whole front.
+    """
+    objectives = check_objectives(objectives)
+    if len(objectives) != 2 or objective not in objectives:
+        raise ConfigError("objective", objective, f"one of exactly 2 objectives, here {list(objectives)}")
+    front = non_dominated(points, objectives)
+    other = next(k for k in objectives if k != objective)
+    sign_o, sign_k = _sign(objectives[other]), _sign(objectives[objective])
+    # best of the other objective first; equal values: best of this one first (it makes the rest redundant)
+    order = sorted(front, key=lambda p: (sign_o * p.objectives[other], sign_k * p.objectives[objective], p.id))
+    if not (math.isfinite(resolution) and resolution > 0):
+        return order
+    kept = [order[0]] if order else []
+    for p in order[1:]:
+        if -sign_k * (p.objectives[objective] - kept[-1].objectives[objective]) > resolution:
+            kept.append(p)
+    return kept
 
 
 def hypervolume(

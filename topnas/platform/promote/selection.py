@@ -98,6 +98,11 @@ def select_trial(
       :class:`PromotionRefused` naming the front member(s) dominating it, unless ``force``.
     * ``max_latency_ms``: the most accurate front member whose predicted latency is within budget.
     * ``knee``: :func:`topnas.platform.pareto.knee_point` of the front.
+
+    When the sweep measured its proxy's seed noise (``record.seed_noise``), both rules first thin the
+    front at it (:func:`topnas.platform.pareto.thin_front`): a member whose proxy mIoU beats a faster
+    one's by no more than the noise is not chosen for that gain, so a front whose mIoU differences
+    are all noise yields its fastest member. The rule text says so.
     """
     chosen = [x for x in (trial is not None, max_latency_ms is not None, bool(knee)) if x]
     if len(chosen) != 1:
@@ -120,12 +125,24 @@ def select_trial(
             raise PromotionRefused(
                 f"no member of the Pareto front of sweep {record.name} has a predicted latency <= "
                 f"{budget:g} ms; the fastest is {_describe_row(fastest)}")
-        best = within.sort_values(["val_mIoU", "latency_ms", "trial_id"], ascending=[False, True, True]).iloc[0]
-        return _selection(best, f"max_latency_ms<={budget:g}", on_front=True)
-    points = _pareto.points_from_records(front.to_dict("records"), OBJECTIVES)
+        pool, note = _thinned(within, record.seed_noise)
+        best = pool.sort_values(["val_mIoU", "latency_ms", "trial_id"], ascending=[False, True, True]).iloc[0]
+        return _selection(best, f"max_latency_ms<={budget:g}{note}", on_front=True)
+    pool, note = _thinned(front, record.seed_noise)
+    points = _pareto.points_from_records(pool.to_dict("records"), OBJECTIVES)
     kp = _pareto.knee_point(points, OBJECTIVES)
-    row = front[front["trial_id"] == kp.id].iloc[0]
-    return _selection(row, "knee", on_front=True)
+    row = pool[pool["trial_id"] == kp.id].iloc[0]
+    return _selection(row, f"knee{note}", on_front=True)
+
+
+def _thinned(front: pd.DataFrame, seed_noise: float | None) -> tuple[pd.DataFrame, str]:
+    """``front`` thinned at the proxy's seed noise (all of it when unknown), and the words for the rule."""
+    if seed_noise is None or not (math.isfinite(seed_noise) and seed_noise > 0):
+        return front, ""
+    points = _pareto.points_from_records(front.to_dict("records"), OBJECTIVES)
+    kept = {p.id for p in _pareto.thin_front(points, OBJECTIVES, "val_mIoU", seed_noise)}
+    note = f" (front thinned at the proxy's seed noise, {seed_noise:.4f} mIoU: {len(kept)} of {len(front)} members kept)"
+    return front[front["trial_id"].astype(str).isin(kept)], note
 
 
 def _select_by_id(record: SweepRecord, key: str, force: bool) -> Selection:

@@ -50,6 +50,7 @@ class SweepRecord:
     folder: Path | None = None
     source: str = ""                       # where the trials came from (file or artifact)
     config: dict[str, Any] = field(default_factory=dict, repr=False)  # the sweep YAML, when found
+    seed_noise: float | None = None        # the proxy's measured seed noise (mIoU), when the sweep measured it
 
     @property
     def front(self) -> pd.DataFrame:
@@ -121,7 +122,23 @@ def load_sweep(
                            "latency_hi", "run_id", "config"))
     trials = add_pareto_column(trials.reset_index(drop=True))
     return SweepRecord(name=name, trials=trials, tracking_uri=uri, parent_run_id=parent_id,
-                       experiment_id=experiment_id, folder=folder, source=source, config=config)
+                       experiment_id=experiment_id, folder=folder, source=source, config=config,
+                       seed_noise=_seed_noise(folder, client, parent_id))
+
+
+def _seed_noise(folder: Path | None, client: Any, parent_id: str | None) -> float | None:
+    """The folder's ``proxy_fidelity.json``, else the parent run's ``proxy_seed_noise`` metric, else None."""
+    from topnas.platform.sweep.fidelity import load_fidelity
+    from topnas.platform.sweep.layout import SweepFolder
+
+    if folder is not None:
+        fidelity = load_fidelity(SweepFolder(folder).fidelity)
+        if fidelity is not None:
+            return fidelity.seed_noise
+    if parent_id:
+        value = client.get_run(parent_id).data.metrics.get("proxy_seed_noise")
+        return float(value) if value is not None else None
+    return None
 
 
 def _sweep_folder(sweep: str, storage: str | os.PathLike[str] | None) -> Path | None:
