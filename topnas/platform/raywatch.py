@@ -21,6 +21,7 @@ and it keeps re-scanning until the SIGKILL round finds nothing new.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -28,8 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
-__all__ = ["GRACE_S", "KILL_AFTER_S", "LocalRayWatch", "descendants", "ray_orphans", "start_local_ray",
+__all__ = ["GRACE_S", "KILL_AFTER_S", "LocalRayWatch", "descendants", "owned_ray", "ray_orphans", "start_local_ray",
            "watch_local_ray"]
 
 GRACE_S = 2.0
@@ -75,6 +77,32 @@ def start_local_ray(**init_kwargs: object) -> LocalRayWatch:
     before = set(descendants(os.getpid(), recursive=False)) if _HAS_PROC else set()
     ray.init(**init_kwargs)
     return watch_local_ray(before)
+
+
+@contextlib.contextmanager
+def owned_ray(local: bool, **init_kwargs: object) -> Iterator[None]:
+    """Ray for the block: a connected one is left alone; else ``ray.init(**init_kwargs)`` and, at exit, shutdown.
+
+    ``local``: the init starts a Ray of ours, watched by :func:`start_local_ray`. Shut down when the
+    block ends, not at process exit: Ray forwards its workers' last log lines until it stops, and
+    after a command's console has handed the terminal back they would land below its last line.
+    """
+    import ray
+
+    if ray.is_initialized():  # a sweep trial, a test, a caller's own Ray: theirs to shut down
+        yield
+        return
+    watch = None
+    if local:
+        watch = start_local_ray(**init_kwargs)
+    else:
+        ray.init(**init_kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if watch is not None:
+            watch.release()
 
 
 def watch_local_ray(before: set[int]) -> LocalRayWatch:

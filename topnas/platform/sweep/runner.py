@@ -144,38 +144,26 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, resume: bool = False
     if resume:  # trials finished but not recorded before the kill: recorded now, or a loud stop before Ray
         settle(cfg, state, tracker, close_abandoned=False)
 
-    import ray
+    from topnas.platform.raywatch import owned_ray
 
-    watch, started_ray = None, False
-    if not ray.is_initialized():
-        started_ray = True
-        # Ray's defaults otherwise: Ray Train's placement-group cleaner asks the dashboard's state API.
-        init = {"address": address, "num_cpus": num_cpus if address is None else None}
-        if address is None:  # a local Ray of ours: its agents must not outlive this driver (raywatch)
-            from topnas.platform.raywatch import start_local_ray
-
-            watch = start_local_ray(**init)
-        else:
-            ray.init(**init)
-    status = SweepStatus.FAILED
-    try:
-        _fit(cfg, state, tracker, info["id"], resume)
-        settle(cfg, state, tracker)  # every finished trial recorded, abandoned runs closed, or a loud error
-        status = SweepStatus.FINISHED
-    except KeyboardInterrupt:
-        status = SweepStatus.INTERRUPTED
-        raise
-    finally:
-        state.status = status
-        state.save(folder)
-        with contextlib.suppress(Exception):  # the parent's status; the trials' records are settled above
-            client.set_tag(state.parent_run_id, STATUS_TAG, status)
-            client.set_terminated(state.parent_run_id,
-                                  status={SweepStatus.FINISHED: "FINISHED", SweepStatus.INTERRUPTED: "KILLED"}.get(status, "FAILED"))
-        if started_ray:
-            ray.shutdown()
-        if watch is not None:
-            watch.release()
+    # Ray's defaults otherwise: Ray Train's placement-group cleaner asks the dashboard's state API.
+    # address None: a local Ray of ours, whose agents must not outlive this driver (raywatch)
+    with owned_ray(address is None, address=address, num_cpus=num_cpus if address is None else None):
+        status = SweepStatus.FAILED
+        try:
+            _fit(cfg, state, tracker, info["id"], resume)
+            settle(cfg, state, tracker)  # every finished trial recorded, abandoned runs closed, or a loud error
+            status = SweepStatus.FINISHED
+        except KeyboardInterrupt:
+            status = SweepStatus.INTERRUPTED
+            raise
+        finally:
+            state.status = status
+            state.save(folder)
+            with contextlib.suppress(Exception):  # the parent's status; the trials' records are settled above
+                client.set_tag(state.parent_run_id, STATUS_TAG, status)
+                client.set_terminated(state.parent_run_id, status={SweepStatus.FINISHED: "FINISHED",
+                                                                   SweepStatus.INTERRUPTED: "KILLED"}.get(status, "FAILED"))
     trials = frame(Ledger(folder).records())
     hv = P.hypervolume(P.points_from_records(trials.to_dict("records"), OBJECTIVES), state.reference_point,
                        OBJECTIVES) if not trials.empty else 0.0

@@ -287,26 +287,14 @@ def run_training(
 
 def _fit(cfg: TrainConfig, run_name: str, storage: Path, run_dir: Path, uri: str | None,
          mlflow_run_id: str | None, callbacks: Sequence[Any]) -> TrainResult:
-    import ray
+    from topnas.platform.raywatch import owned_ray
 
     resumed = _has_checkpoints(run_dir)
-    if ray.is_initialized():  # a sweep trial, a test, a caller's own Ray: theirs to shut down
+    # a local Ray of ours unless an address is given: its agents must not outlive this process (raywatch)
+    local = not (cfg.scaling.ray_address or os.environ.get("RAY_ADDRESS"))
+    init = {} if local else {"address": cfg.scaling.ray_address}
+    with owned_ray(local, **init):
         return _fit_on_ray(cfg, run_name, run_dir, storage, uri, mlflow_run_id, callbacks, resumed)
-    watch = None
-    if cfg.scaling.ray_address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=cfg.scaling.ray_address)
-    else:  # a local Ray of ours: its agents must not outlive this process (raywatch)
-        from topnas.platform.raywatch import start_local_ray
-
-        watch = start_local_ray()
-    try:
-        return _fit_on_ray(cfg, run_name, run_dir, storage, uri, mlflow_run_id, callbacks, resumed)
-    finally:
-        # Shut down here, not at exit: Ray forwards its workers' last log lines until it stops, and
-        # after the command's console has handed the terminal back they would land below its last line.
-        ray.shutdown()
-        if watch is not None:
-            watch.release()
 
 
 def _fit_on_ray(cfg: TrainConfig, run_name: str, run_dir: Path, storage: Path, uri: str | None,
